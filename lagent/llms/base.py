@@ -1,0 +1,651 @@
+"""The LLM contract every engine offers, and the machinery all engines share.
+
+An engine subclasses :class:`BaseLLM` and implements only the hooks that
+differ between engines:
+
+* ``_stream_prompt(prompt, params)`` yields :class:`~lagent.schema.Chunk`\\ s for
+  a rendered prompt string (engines that take raw text), and/or
+* ``_stream_messages(messages, params, tools=..., tool_choice=...)`` yields them
+  for a list of OpenAI-style message dicts (engines that apply the model's chat
+  template themselves: chat endpoints, ``create_chat_completion``...),
+
+plus async twins where the engine has native async I/O (by default they run
+the sync hook in a worker thread). Capabilities are class attributes
+(``accepts_messages``, ``native_tools``, ``batch_concurrency``), never probed.
+
+Everything else lives here, once: parameter merging and validation, prompt
+rendering, stop words, batching, cumulative text and status codes.
+
+Which path ``chat`` takes:
+
+* a ``meta_template`` (role dicts or a registered name) renders the prompt
+  here and uses the prompt path; a meta_template whose roles all have an
+  ``api_role`` only renames roles and uses the messages path;
+* a ``chat_template`` (Jinja) renders the prompt here, tools included;
+* with neither, engines with a messages path get the messages (the model's own
+  template applies, and native ``tools`` go there); other engines get the
+  message contents joined by newlines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar, Union, cast
+
+from lagent.llms.streaming import AsyncStream, ChunkAccumulator, StopFilter, Stream
+from lagent.prompts import ChatTemplate, MetaTemplate, get_template, join_contents, normalize_messages
+from lagent.schema import Chunk, GenerationParams, Message, MessageLike, ModelStatusCode, Response
+
+__all__ = ['BaseLLM', 'LLMRequest', 'StreamChatStep']
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar('T')
+Conversation = Sequence[MessageLike]
+StreamChatStep = tuple[ModelStatusCode, str, Union[Response, None]]
+"""One step of ``stream_chat``: status, the whole text so far, and (on the
+last step only) the whole :class:`~lagent.schema.Response`."""
+
+
+@dataclass
+class LLMRequest:
+    """What an engine is asked, after templating: exactly one of ``prompt`` and
+    ``messages`` is set."""
+
+    prompt: str | None = None
+    """The rendered prompt (prompt path)."""
+    messages: list[dict[str, Any]] | None = None
+    """OpenAI-style messages (messages path)."""
+    tools: list[dict[str, Any]] | None = None
+    """Tool schemas sent natively with the messages."""
+    tool_choice: str | dict[str, Any] | None = None
+    """``'auto'``, ``'none'``, ``'required'`` or a forced function."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Engine-specific details (unused by the base class)."""
+
+
+class BaseLLM:
+    """Base class of every engine: the lagent LLM contract, sync and async.
+
+    Args:
+        path: The model (a path or a name), as the engine understands it.
+        meta_template: Role dicts of a meta_template, or the name of a
+            registered template (see :func:`lagent.prompts.get_template`).
+        chat_template: A Jinja chat template (:class:`~lagent.prompts.ChatTemplate`
+            or its source) used to render conversations instead of a meta_template.
+        max_new_tokens: Most tokens to generate.
+        top_p: Nucleus sampling mass in (0, 1].
+        top_k: Sample among the k most likely tokens (``None`` or ``0``: no limit).
+        temperature: Sampling temperature (``0``: greedy).
+        repetition_penalty: Penalty on repeated tokens (``1.0``: none).
+        stop_words: Strings that end a reply; defaults to the stop words of a
+            named template.
+        **gen_params: Further :class:`~lagent.schema.GenerationParams` fields
+            (``min_new_tokens``, ``seed``, ``ignore_eos``, ``skip_special_tokens``, ``timeout``...).
+
+    Raises:
+        ValueError: An unknown keyword, an invalid value, or both templates given.
+    """
+
+    accepts_messages: ClassVar[bool] = False
+    """The engine implements ``_stream_messages`` (it applies the chat template itself)."""
+    native_tools: ClassVar[bool] = False
+    """``_stream_messages`` accepts ``tools`` and returns tool-call deltas."""
+    batch_concurrency: ClassVar[int] = 1
+    """How many requests of a batch run at once (1: one after another)."""
+
+    def __init__(
+        self,
+        path: str | None = None,
+        meta_template: Sequence[Mapping[str, Any]] | str | None = None,
+        *,
+        chat_template: ChatTemplate | str | None = None,
+        max_new_tokens: int = 512,
+        top_p: float = 0.8,
+        top_k: int | None = 40,
+        temperature: float = 0.8,
+        repetition_penalty: float = 1.0,
+        stop_words: str | Sequence[str] | None = None,
+        **gen_params: Any,
+    ):
+        self.path = path
+        self.template: MetaTemplate | ChatTemplate | None = None
+        template_stop_words: tuple[str, ...] = ()
+        if meta_template is not None and chat_template is not None:
+            raise ValueError('give either meta_template or chat_template, not both')
+        if isinstance(meta_template, str):
+            spec = get_template(meta_template)
+            self.template, template_stop_words = spec.meta_template, spec.stop_words
+        elif meta_template is not None:
+            self.template = MetaTemplate(meta_template)
+        elif isinstance(chat_template, str):
+            self.template = ChatTemplate(chat_template)
+        elif chat_template is not None:
+            self.template = chat_template
+        self.gen_params = GenerationParams.create(
+            max_new_tokens=max_new_tokens,
+            top_p=top_p,
+            top_k=top_k,
+            temperature=temperature,
+            repetition_penalty=repetition_penalty,
+            stop_words=template_stop_words if stop_words is None else stop_words,
+            **gen_params,
+        )
+
+    def __repr__(self) -> str:
+        return f'{type(self).__name__}(path={self.path!r})'
+
+    # ------------------------------------------------------------------ hooks
+
+    def _stream_prompt(self, prompt: str, params: GenerationParams) -> Iterator[Chunk]:
+        """Yield the reply to a rendered prompt. Engines that take prompts override this."""
+        raise NotImplementedError(f'{type(self).__name__} does not take raw prompts; send a conversation')
+
+    def _stream_messages(
+        self,
+        messages: list[dict[str, Any]],
+        params: GenerationParams,
+        *,
+        tools: list[dict[str, Any]] | None = None,
+        tool_choice: str | dict[str, Any] | None = None,
+    ) -> Iterator[Chunk]:
+        """Yield the reply to a conversation. Engines with ``accepts_messages`` override this."""
+        raise NotImplementedError(f'{type(self).__name__} has no messages path')
+
+    def _astream_prompt(self, prompt: str, params: GenerationParams) -> AsyncIterator[Chunk]:
+        """Async twin of ``_stream_prompt``; by default runs it in a worker thread."""
+        return iterate_in_thread(lambda: self._stream_prompt(prompt, params))
+
+    def _astream_messages(
+        self,
+        messages: list[dict[str, Any]],
+        params: GenerationParams,
+        *,
+        tools: list[dict[str, Any]] | None = None,
+        tool_choice: str | dict[str, Any] | None = None,
+    ) -> AsyncIterator[Chunk]:
+        """Async twin of ``_stream_messages``; by default runs it in a worker thread."""
+        return iterate_in_thread(lambda: self._stream_messages(messages, params, tools=tools, tool_choice=tool_choice))
+
+    def _complete_many(self, requests: list[LLMRequest], params: GenerationParams) -> list[Response]:
+        """Answer a batch. By default runs ``batch_concurrency`` requests at once;
+        engines with real batching override this."""
+        if self.batch_concurrency <= 1 or len(requests) <= 1:
+            return [self._complete(request, params) for request in requests]
+        with ThreadPoolExecutor(max_workers=min(self.batch_concurrency, len(requests))) as pool:
+            return list(pool.map(lambda request: self._complete(request, params), requests))
+
+    def close(self) -> None:
+        """Release the engine's resources (connections, child processes, models)."""
+
+    async def aclose(self) -> None:
+        """Async twin of :meth:`close`."""
+        self.close()
+
+    def __enter__(self: T) -> T:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def __aenter__(self: T) -> T:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    # ------------------------------------------------------------------ preparing requests
+
+    def params(self, **overrides: Any) -> GenerationParams:
+        """Return the generation settings of a call: the defaults with ``overrides``
+        applied (the defaults themselves never change).
+
+        Raises:
+            ValueError: An unknown keyword or an invalid value, named in the message.
+        """
+        return self.gen_params.override(**overrides)
+
+    def prepare(
+        self,
+        inputs: str | Conversation,
+        *,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        tool_choice: str | Mapping[str, Any] | None = None,
+    ) -> LLMRequest:
+        """Return exactly what the engine will be asked for ``inputs``: the rendered
+        prompt, or the messages sent to a chat endpoint.
+
+        Args:
+            inputs: A raw prompt string (no template applied) or a conversation.
+            tools: Tool schemas in the OpenAI function format.
+            tool_choice: ``'auto'``, ``'none'``, ``'required'`` or a forced function.
+
+        Raises:
+            ValueError: The inputs are malformed, or ``tools`` were given where
+                this engine and template cannot carry them.
+        """
+        tool_list = _check_tools(tools)
+        choice = dict(tool_choice) if isinstance(tool_choice, Mapping) else tool_choice
+        if isinstance(inputs, str):
+            if tool_list:
+                raise ValueError('tools need a conversation (a list of messages), not a raw prompt')
+            return LLMRequest(prompt=inputs)
+        template = self.template
+        if isinstance(template, MetaTemplate) and template.is_api_template:
+            return self._messages_request(template.to_api_messages(inputs), tool_list, choice)
+        if isinstance(template, MetaTemplate):
+            if tool_list:
+                raise ValueError('a meta_template cannot render tools; use a chat_template or a chat endpoint')
+            return LLMRequest(prompt=template.render(inputs))
+        if isinstance(template, ChatTemplate):
+            return LLMRequest(prompt=template.render(inputs, tools=tool_list), tools=tool_list)
+        if self.accepts_messages:
+            items = cast('list[Message]', normalize_messages(inputs, allow_strings=False))
+            return self._messages_request([item.to_openai() for item in items], tool_list, choice)
+        if tool_list:
+            raise ValueError(f'{type(self).__name__} has no native tools; give it a chat_template that renders them')
+        return LLMRequest(prompt=join_contents(inputs))
+
+    def _messages_request(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None, tool_choice: Any
+    ) -> LLMRequest:
+        if not self.accepts_messages:
+            raise ValueError(
+                f'{type(self).__name__} takes prompts only; give it a meta_template with begin/end strings'
+            )
+        if tools and not self.native_tools:
+            raise ValueError(f'{type(self).__name__} has no native tools')
+        return LLMRequest(messages=messages, tools=tools, tool_choice=tool_choice if tools else None)
+
+    def _open(self, request: LLMRequest, params: GenerationParams) -> Iterator[Chunk]:
+        if request.prompt is not None:
+            source = self._stream_prompt(request.prompt, params)
+        else:
+            source = self._stream_messages(
+                cast('list[dict[str, Any]]', request.messages),
+                params,
+                tools=request.tools,
+                tool_choice=request.tool_choice,
+            )
+        return _filter_reply(source, params.stop_words)
+
+    def _aopen(self, request: LLMRequest, params: GenerationParams) -> AsyncIterator[Chunk]:
+        if request.prompt is not None:
+            source = self._astream_prompt(request.prompt, params)
+        else:
+            source = self._astream_messages(
+                cast('list[dict[str, Any]]', request.messages),
+                params,
+                tools=request.tools,
+                tool_choice=request.tool_choice,
+            )
+        return _afilter_reply(source, params.stop_words)
+
+    def _complete(self, request: LLMRequest, params: GenerationParams) -> Response:
+        accumulator = ChunkAccumulator()
+        for chunk in self._open(request, params):
+            accumulator.add(chunk)
+        return accumulator.response()
+
+    async def _acomplete(self, request: LLMRequest, params: GenerationParams) -> Response:
+        accumulator = ChunkAccumulator()
+        async for chunk in self._aopen(request, params):
+            accumulator.add(chunk)
+        return accumulator.response()
+
+    # ------------------------------------------------------------------ typed API
+
+    def stream(
+        self,
+        inputs: str | Conversation,
+        *,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        tool_choice: str | Mapping[str, Any] | None = None,
+        **gen_params: Any,
+    ) -> Stream[Chunk]:
+        """Stream the reply as typed :class:`~lagent.schema.Chunk` deltas.
+
+        Args:
+            inputs: A raw prompt (no template applied) or a conversation.
+            tools: Tool schemas (OpenAI function format) for native tool calling.
+            tool_choice: ``'auto'``, ``'none'``, ``'required'`` or a forced function.
+            **gen_params: Per-call overrides of the generation settings.
+
+        Returns:
+            A stream to iterate (and close early, or use as a context manager).
+        """
+        params = self.params(**gen_params)
+        return Stream(self._open(self.prepare(inputs, tools=tools, tool_choice=tool_choice), params))
+
+    def astream(
+        self,
+        inputs: str | Conversation,
+        *,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        tool_choice: str | Mapping[str, Any] | None = None,
+        **gen_params: Any,
+    ) -> AsyncStream[Chunk]:
+        """Async twin of :meth:`stream`."""
+        params = self.params(**gen_params)
+        return AsyncStream(self._aopen(self.prepare(inputs, tools=tools, tool_choice=tool_choice), params))
+
+    def complete(
+        self,
+        inputs: str | Conversation,
+        *,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        tool_choice: str | Mapping[str, Any] | None = None,
+        **gen_params: Any,
+    ) -> Response:
+        """Return the whole typed reply: text, tool calls, finish reason, usage."""
+        params = self.params(**gen_params)
+        return self._complete(self.prepare(inputs, tools=tools, tool_choice=tool_choice), params)
+
+    async def acomplete(
+        self,
+        inputs: str | Conversation,
+        *,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        tool_choice: str | Mapping[str, Any] | None = None,
+        **gen_params: Any,
+    ) -> Response:
+        """Async twin of :meth:`complete`."""
+        params = self.params(**gen_params)
+        return await self._acomplete(self.prepare(inputs, tools=tools, tool_choice=tool_choice), params)
+
+    # ------------------------------------------------------------------ lagent API
+
+    def generate(self, inputs: str | Sequence[str], **gen_params: Any) -> str | list[str]:
+        """Complete raw prompts (no template applied).
+
+        Args:
+            inputs: A prompt, or a list of prompts answered as a batch.
+            **gen_params: Per-call overrides of the generation settings.
+
+        Returns:
+            The reply text; a list of replies for a list of prompts.
+        """
+        params = self.params(**gen_params)
+        if isinstance(inputs, str):
+            return self._complete(LLMRequest(prompt=inputs), params).text
+        requests = [LLMRequest(prompt=prompt) for prompt in _check_prompts(inputs)]
+        return [response.text for response in self._complete_many(requests, params)]
+
+    async def agenerate(self, inputs: str | Sequence[str], **gen_params: Any) -> str | list[str]:
+        """Async twin of :meth:`generate`."""
+        params = self.params(**gen_params)
+        if isinstance(inputs, str):
+            return (await self._acomplete(LLMRequest(prompt=inputs), params)).text
+        requests = [LLMRequest(prompt=prompt) for prompt in _check_prompts(inputs)]
+        return [response.text for response in await self._acomplete_many(requests, params)]
+
+    def stream_generate(self, prompt: str, **gen_params: Any) -> Stream[str]:
+        """Stream the completion of a raw prompt as the cumulative text so far."""
+        if not isinstance(prompt, str):
+            raise TypeError(f'stream_generate takes one prompt string, got {type(prompt).__name__}')
+        return Stream(_cumulative(self.stream(prompt, **gen_params)))
+
+    def astream_generate(self, prompt: str, **gen_params: Any) -> AsyncStream[str]:
+        """Async twin of :meth:`stream_generate`."""
+        if not isinstance(prompt, str):
+            raise TypeError(f'astream_generate takes one prompt string, got {type(prompt).__name__}')
+        return AsyncStream(_acumulative(self.astream(prompt, **gen_params)))
+
+    def chat(self, inputs: Conversation | Sequence[Conversation], **gen_params: Any) -> str | list[str]:
+        """Reply to a conversation, or to a list of conversations as a batch.
+
+        Returns:
+            The reply text; a list of replies for a list of conversations.
+        """
+        params = self.params(**gen_params)
+        if _is_batch(inputs):
+            requests = [self.prepare(conversation) for conversation in inputs]
+            return [response.text for response in self._complete_many(requests, params)]
+        return self._complete(self.prepare(cast(Conversation, inputs)), params).text
+
+    async def achat(self, inputs: Conversation | Sequence[Conversation], **gen_params: Any) -> str | list[str]:
+        """Async twin of :meth:`chat`."""
+        params = self.params(**gen_params)
+        if _is_batch(inputs):
+            requests = [self.prepare(conversation) for conversation in inputs]
+            return [response.text for response in await self._acomplete_many(requests, params)]
+        return (await self._acomplete(self.prepare(cast(Conversation, inputs)), params)).text
+
+    def stream_chat(
+        self,
+        inputs: Conversation,
+        *,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        tool_choice: str | Mapping[str, Any] | None = None,
+        **gen_params: Any,
+    ) -> Stream[StreamChatStep]:
+        """Stream the reply to a conversation the lagent way.
+
+        Yields:
+            ``(ModelStatusCode.STREAM_ING, text_so_far, None)`` as text arrives, then
+            one ``(ModelStatusCode.END, full_text, response)`` where ``response`` is
+            the whole :class:`~lagent.schema.Response` (tool calls, usage...).
+        """
+        chunks = self.stream(inputs, tools=tools, tool_choice=tool_choice, **gen_params)
+        return Stream(_status_steps(chunks))
+
+    def astream_chat(
+        self,
+        inputs: Conversation,
+        *,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        tool_choice: str | Mapping[str, Any] | None = None,
+        **gen_params: Any,
+    ) -> AsyncStream[StreamChatStep]:
+        """Async twin of :meth:`stream_chat`."""
+        chunks = self.astream(inputs, tools=tools, tool_choice=tool_choice, **gen_params)
+        return AsyncStream(_astatus_steps(chunks))
+
+    async def _acomplete_many(self, requests: list[LLMRequest], params: GenerationParams) -> list[Response]:
+        limit = asyncio.Semaphore(max(1, self.batch_concurrency))
+
+        async def one(request: LLMRequest) -> Response:
+            async with limit:
+                return await self._acomplete(request, params)
+
+        return list(await asyncio.gather(*(one(request) for request in requests)))
+
+
+# ---------------------------------------------------------------------- shared stream plumbing
+
+
+class _ReplyFilter:
+    """Applies stop words to a chunk sequence (shared by the sync and async paths)."""
+
+    __slots__ = ('stop',)
+
+    def __init__(self, stop_words: Sequence[str]):
+        self.stop = StopFilter(stop_words)
+
+    def process(self, chunk: Chunk) -> Chunk | None:
+        stop = self.stop
+        if not stop.stop_words:
+            return chunk
+        text = stop.feed(chunk.text)
+        if stop.stopped:
+            return Chunk(text=text, finish_reason='stop', usage=chunk.usage, tool_calls=chunk.tool_calls)
+        if chunk.finish_reason is not None:
+            text += stop.flush()
+        if text == chunk.text:
+            return chunk
+        if not text and chunk.finish_reason is None and chunk.usage is None and not chunk.tool_calls:
+            return None
+        return Chunk(text=text, finish_reason=chunk.finish_reason, usage=chunk.usage, tool_calls=chunk.tool_calls)
+
+    def finish(self) -> Chunk | None:
+        tail = self.stop.flush()
+        return Chunk(text=tail) if tail else None
+
+
+def _filter_reply(source: Iterator[Chunk], stop_words: Sequence[str]) -> Iterator[Chunk]:
+    reply = _ReplyFilter(stop_words)
+    try:
+        for chunk in source:
+            out = reply.process(chunk)
+            if out is not None:
+                yield out
+            if reply.stop.stopped:
+                return
+        tail = reply.finish()
+        if tail is not None:
+            yield tail
+    finally:
+        close = getattr(source, 'close', None)
+        if close is not None:
+            close()
+
+
+async def _afilter_reply(source: AsyncIterator[Chunk], stop_words: Sequence[str]) -> AsyncIterator[Chunk]:
+    reply = _ReplyFilter(stop_words)
+    try:
+        async for chunk in source:
+            out = reply.process(chunk)
+            if out is not None:
+                yield out
+            if reply.stop.stopped:
+                return
+        tail = reply.finish()
+        if tail is not None:
+            yield tail
+    finally:
+        aclose = getattr(source, 'aclose', None)
+        if aclose is not None:
+            await aclose()
+
+
+def _cumulative(chunks: Stream[Chunk]) -> Iterator[str]:
+    with chunks:
+        text = ''
+        for chunk in chunks:
+            if chunk.text:
+                text += chunk.text
+                yield text
+
+
+async def _acumulative(chunks: AsyncStream[Chunk]) -> AsyncIterator[str]:
+    async with chunks:
+        text = ''
+        async for chunk in chunks:
+            if chunk.text:
+                text += chunk.text
+                yield text
+
+
+def _status_steps(chunks: Stream[Chunk]) -> Iterator[StreamChatStep]:
+    accumulator = ChunkAccumulator()
+    streaming = ModelStatusCode.STREAM_ING
+    with chunks:
+        text = ''
+        for chunk in chunks:
+            accumulator.add(chunk)
+            if chunk.text:
+                text += chunk.text
+                yield streaming, text, None
+    yield ModelStatusCode.END, text, accumulator.response()
+
+
+async def _astatus_steps(chunks: AsyncStream[Chunk]) -> AsyncIterator[StreamChatStep]:
+    accumulator = ChunkAccumulator()
+    streaming = ModelStatusCode.STREAM_ING
+    async with chunks:
+        text = ''
+        async for chunk in chunks:
+            accumulator.add(chunk)
+            if chunk.text:
+                text += chunk.text
+                yield streaming, text, None
+    yield ModelStatusCode.END, text, accumulator.response()
+
+
+_END = object()
+
+
+async def iterate_in_thread(factory: Callable[[], Iterator[T]]) -> AsyncIterator[T]:
+    """Run a blocking iterator in a worker thread and yield its items asynchronously.
+
+    Closing the async iterator (or cancelling the task reading it) tells the
+    worker to stop after its current item and closes the blocking iterator
+    there, so in-process engines stop generating.
+    """
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[Any, BaseException | None]] = asyncio.Queue()
+    cancelled = threading.Event()
+
+    def send(item: Any, error: BaseException | None = None) -> None:
+        try:
+            loop.call_soon_threadsafe(queue.put_nowait, (item, error))
+        except RuntimeError:  # the loop is closed: nobody is listening any more
+            cancelled.set()
+
+    def work() -> None:
+        try:
+            iterator = factory()
+            try:
+                for item in iterator:
+                    if cancelled.is_set():
+                        break
+                    send(item)
+            finally:
+                close = getattr(iterator, 'close', None)
+                if close is not None:
+                    close()
+        except BaseException as exc:  # handed to the reader, raised there
+            send(_END, exc)
+        else:
+            send(_END)
+
+    worker = threading.Thread(target=work, name='lagent-stream', daemon=True)
+    worker.start()
+    try:
+        while True:
+            item, error = await queue.get()
+            if item is _END:
+                if error is not None:
+                    raise error
+                return
+            yield item
+    finally:
+        cancelled.set()
+
+
+def _check_tools(tools: Sequence[Mapping[str, Any]] | None) -> list[dict[str, Any]] | None:
+    if not tools:
+        return None
+    if isinstance(tools, (str, Mapping)) or not isinstance(tools, Sequence):
+        raise ValueError('tools must be a list of tool schemas ({"type": "function", "function": {...}})')
+    result = []
+    for index, tool in enumerate(tools):
+        if not isinstance(tool, Mapping) or not isinstance(tool.get('function'), Mapping):
+            raise ValueError(f'tool {index} must be {{"type": "function", "function": {{"name": ..., ...}}}}')
+        if not tool['function'].get('name'):
+            raise ValueError(f'tool {index} has no function name')
+        result.append(dict(tool))
+    return result
+
+
+def _check_prompts(inputs: Sequence[str]) -> list[str]:
+    prompts = list(inputs)
+    if not prompts:
+        raise ValueError('generate needs at least one prompt')
+    for index, prompt in enumerate(prompts):
+        if not isinstance(prompt, str):
+            raise TypeError(f'prompt {index} must be a str, got {type(prompt).__name__}')
+    return prompts
+
+
+def _is_batch(inputs: Any) -> bool:
+    if isinstance(inputs, (str, bytes)) or not isinstance(inputs, Sequence):
+        raise ValueError(f'chat takes a conversation (a list of messages), got {type(inputs).__name__}')
+    if not inputs:
+        raise ValueError('chat needs at least one message')
+    return isinstance(inputs[0], Sequence) and not isinstance(inputs[0], (str, Mapping))

@@ -1,0 +1,390 @@
+"""Data shared by every layer: status codes, chat messages, tool calls,
+generation settings and the typed pieces a stream is made of.
+
+Messages, tool calls and generation settings are pydantic models: they are
+validated where they enter the SDK. :class:`Chunk` and :class:`ToolCallDelta`
+are plain slotted dataclasses instead, because a stream creates one per token
+and must stay cheap on that hot path.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+__all__ = [
+    'ActionReturn',
+    'ActionStatusCode',
+    'ActionValidCode',
+    'AgentMessage',
+    'AgentStatusCode',
+    'Chunk',
+    'ContentPart',
+    'FunctionCall',
+    'GenerationParams',
+    'Message',
+    'MessageLike',
+    'ModelStatusCode',
+    'Response',
+    'ToolCall',
+    'ToolCallDelta',
+    'Usage',
+]
+
+
+# --------------------------------------------------------------------------- status codes
+
+
+class ModelStatusCode(IntEnum):
+    """Status of one step of :meth:`lagent.llms.BaseLLM.stream_chat` (values of
+    the original lagent)."""
+
+    END = 0
+    STREAM_ING = 1
+    SESSION_READY = 2
+    SERVER_ERR = -1
+    SESSION_CLOSED = -2
+    SESSION_OUT_OF_LIMIT = -3
+    SESSION_INVALID_ARG = -4
+
+
+class AgentStatusCode(IntEnum):
+    """Status of one event an agent streams (values of the original lagent)."""
+
+    END = 0
+    STREAM_ING = 1
+    SERVER_ERR = -1
+    SESSION_CLOSED = -2
+    SESSION_OUT_OF_LIMIT = -3
+    SESSION_INVALID_ARG = -4
+    SESSION_READY = 2
+    PLUGIN_START = 3
+    PLUGIN_END = 4
+    PLUGIN_RETURN = 5
+    CODING = 6
+    CODE_END = 7
+    CODE_RETURN = 8
+
+
+class ActionStatusCode(IntEnum):
+    """Outcome of running a tool (values of the original lagent)."""
+
+    ING = 1
+    SUCCESS = 0
+    HTTP_ERROR = -1000
+    ARGS_ERROR = -1001
+    API_ERROR = -1002
+
+
+class ActionValidCode(IntEnum):
+    """Whether the model's tool call could be parsed and matched to a tool."""
+
+    FINISH = 1
+    OPEN = 0
+    CLOSED = -1
+    INVALID = -2
+    ABSENT = -3
+
+
+# --------------------------------------------------------------------------- tool calls
+
+
+class FunctionCall(BaseModel):
+    """The function part of a tool call, in the OpenAI wire format."""
+
+    name: str
+    """Name of the tool the model wants to run."""
+    arguments: str = '{}'
+    """Arguments as the model wrote them: a JSON object, not yet validated."""
+
+    def parsed_arguments(self) -> dict[str, Any]:
+        """Return the arguments decoded from JSON.
+
+        Raises:
+            ValueError: The arguments are not a JSON object.
+        """
+        try:
+            value = json.loads(self.arguments or '{}')
+        except json.JSONDecodeError as exc:
+            raise ValueError(f'arguments of {self.name!r} are not valid JSON: {exc}') from exc
+        if not isinstance(value, dict):
+            raise ValueError(f'arguments of {self.name!r} must be a JSON object, got {type(value).__name__}')
+        return value
+
+
+class ToolCall(BaseModel):
+    """A complete tool call requested by the model (OpenAI format)."""
+
+    id: str
+    """Identifier the tool's reply must quote in ``tool_call_id``."""
+    type: Literal['function'] = 'function'
+    """Always ``'function'``."""
+    function: FunctionCall
+    """Which function to call, with which arguments."""
+
+
+# --------------------------------------------------------------------------- messages
+
+
+class ContentPart(BaseModel):
+    """One part of a multi-part message content (OpenAI format)."""
+
+    model_config = ConfigDict(extra='allow')
+
+    type: str
+    """``'text'``, ``'image_url'``, ...; parts other than text are passed on as given."""
+    text: str | None = None
+    """The text of a ``'text'`` part."""
+
+
+class Message(BaseModel):
+    """A chat message in the OpenAI format, also used by ``meta_template`` roles.
+
+    Any role name is allowed (``meta_template`` may define roles such as
+    ``environment``); the OpenAI roles are ``system``, ``user``,
+    ``assistant`` and ``tool``.
+    """
+
+    model_config = ConfigDict(extra='forbid')
+
+    role: str = Field(min_length=1)
+    """Who speaks: a role of the template or of the OpenAI protocol."""
+    content: str | list[ContentPart] | None = None
+    """The text, or a list of content parts; ``None`` for a pure tool call."""
+    name: str | None = None
+    """Optional speaker name (``meta_template`` ``begin.with_name``; OpenAI ``name``)."""
+    tool_calls: list[ToolCall] | None = None
+    """Tool calls made by an assistant message."""
+    tool_call_id: str | None = None
+    """For a ``tool`` message: the id of the call it answers."""
+
+    @property
+    def text(self) -> str:
+        """The text of the content: parts of type ``text`` joined, ``''`` for none."""
+        if self.content is None:
+            return ''
+        if isinstance(self.content, str):
+            return self.content
+        return ''.join(part.text or '' for part in self.content if part.type == 'text')
+
+    def to_openai(self) -> dict[str, Any]:
+        """Return the message as an OpenAI request dict, without unset fields."""
+        return self.model_dump(exclude_none=True, mode='json')
+
+
+MessageLike = Union[Message, dict, str]
+"""What a conversation may contain: messages, message dicts, and (for
+``meta_template`` prompts) bare strings that are copied into the prompt as they are."""
+
+
+# --------------------------------------------------------------------------- results
+
+
+class Usage(BaseModel):
+    """Token counts of one request."""
+
+    prompt_tokens: int = 0
+    """Tokens in the prompt."""
+    completion_tokens: int = 0
+    """Tokens generated."""
+    total_tokens: int = 0
+    """Prompt and completion together."""
+
+
+@dataclass(slots=True)
+class ToolCallDelta:
+    """A fragment of a tool call as it streams in; fragments with the same
+    ``index`` belong to one call and their ``arguments`` are concatenated."""
+
+    index: int
+    """Position of the call among the calls of this reply."""
+    id: str | None = None
+    """The call's id (usually only in its first fragment)."""
+    name: str | None = None
+    """The function name (usually only in its first fragment)."""
+    arguments: str = ''
+    """The next piece of the JSON arguments."""
+
+
+@dataclass(slots=True)
+class Chunk:
+    """One typed piece of a streamed reply.
+
+    ``text`` is the new text only (a delta); ``finish_reason`` and ``usage``
+    usually arrive once, at the end.
+    """
+
+    text: str = ''
+    """New text since the previous chunk."""
+    finish_reason: str | None = None
+    """Why generation ended: ``'stop'``, ``'length'``, ``'tool_calls'``...; ``None`` until then."""
+    usage: Usage | None = None
+    """Token counts, when the engine reports them."""
+    tool_calls: list[ToolCallDelta] | None = None
+    """Tool-call fragments carried by this chunk."""
+
+
+class Response(BaseModel):
+    """A whole reply, as :meth:`lagent.llms.BaseLLM.complete` returns it and as the
+    last step of ``stream_chat`` carries it."""
+
+    text: str = ''
+    """The generated text, stop words removed."""
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+    """Tool calls the model made (native tool calling only)."""
+    finish_reason: str | None = None
+    """Why generation ended."""
+    usage: Usage | None = None
+    """Token counts, when the engine reports them."""
+
+
+# --------------------------------------------------------------------------- generation settings
+
+
+class GenerationParams(BaseModel):
+    """Generation settings shared by every engine.
+
+    An LLM holds one instance as its defaults; each call may override any field
+    by keyword, which builds a new validated instance and never changes the
+    defaults. Unknown keywords and out-of-range values raise ``ValueError``
+    naming the field.
+    """
+
+    model_config = ConfigDict(extra='forbid', frozen=True)
+
+    max_new_tokens: int = Field(512, ge=1)
+    """Most tokens to generate."""
+    min_new_tokens: int | None = Field(None, ge=0)
+    """Fewest tokens to generate before EOS may end the reply (engines that support it)."""
+    temperature: float = Field(0.8, ge=0)
+    """Sampling temperature; ``0`` means greedy decoding."""
+    top_p: float = Field(0.8, gt=0, le=1)
+    """Nucleus sampling mass, in (0, 1]."""
+    top_k: int | None = Field(40, ge=0)
+    """Sample among the k most likely tokens; ``None`` or ``0`` disables the filter."""
+    repetition_penalty: float = Field(1.0, gt=0)
+    """Penalty on repeated tokens; ``1.0`` means none."""
+    stop_words: tuple[str, ...] = ()
+    """Strings that end the reply; they never appear in the output."""
+    seed: int | None = None
+    """Random seed, for engines that accept one."""
+    ignore_eos: bool = False
+    """Keep generating past the end-of-sequence token (benchmarks)."""
+    skip_special_tokens: bool | None = None
+    """Drop special tokens when decoding; ``None`` keeps the engine's default."""
+    timeout: float | None = Field(None, gt=0)
+    """Seconds the whole request may take (served engines); ``None``: the engine's default."""
+    session_id: int | str | None = None
+    """Accepted for lagent compatibility; engines never reuse a fixed session."""
+    request_id: str | None = None
+    """Identifier of this request; HTTP engines send it as ``X-Request-Id``."""
+    sequence_start: bool = True
+    """Accepted for lagent compatibility (every request is a whole sequence)."""
+    sequence_end: bool = True
+    """Accepted for lagent compatibility (every request is a whole sequence)."""
+
+    @field_validator('stop_words', mode='before')
+    @classmethod
+    def _stop_words_as_tuple(cls, value: Any) -> Any:
+        if value is None:
+            return ()
+        if isinstance(value, str):
+            value = (value,)
+        if isinstance(value, (list, tuple)) and any(isinstance(v, str) and not v for v in value):
+            raise ValueError('stop words must not be empty strings')
+        return value
+
+    @property
+    def greedy(self) -> bool:
+        """Whether decoding is greedy (``temperature == 0``)."""
+        return self.temperature == 0
+
+    def override(self, **changes: Any) -> GenerationParams:
+        """Return a copy with ``changes`` applied and validated.
+
+        Raises:
+            ValueError: An unknown keyword or an invalid value; the message names the field.
+        """
+        if not changes:
+            return self
+        return self.create(**{**self.model_dump(exclude_unset=True), **changes})
+
+    @classmethod
+    def create(cls, **values: Any) -> GenerationParams:
+        """Validate ``values`` into a new instance.
+
+        Raises:
+            ValueError: An unknown keyword or an invalid value; the message names the field.
+        """
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            raise ValueError(_describe_validation_error(exc, values)) from None
+
+
+def _describe_validation_error(exc: ValidationError, values: dict[str, Any]) -> str:
+    problems = []
+    for error in exc.errors():
+        field = '.'.join(str(part) for part in error['loc']) or '?'
+        if error['type'] == 'extra_forbidden':
+            known = ', '.join(GenerationParams.model_fields)
+            problems.append(f'unknown generation parameter {field!r} (known: {known})')
+        else:
+            given = values.get(error['loc'][0]) if error['loc'] else None
+            problems.append(f'{field}: {error["msg"]} (got {given!r})')
+    return 'invalid generation parameters: ' + '; '.join(problems)
+
+
+# --------------------------------------------------------------------------- tools and agents
+
+
+class ActionReturn(BaseModel):
+    """What running a tool gave: its result or why it failed."""
+
+    type: str | None = None
+    """Name of the tool that ran."""
+    args: dict[str, Any] | None = None
+    """The arguments it was called with."""
+    url: str | None = None
+    """A link the tool wants to cite, if any."""
+    result: list[dict[str, Any]] | None = None
+    """Result items, e.g. ``[{'type': 'text', 'content': '444'}]``."""
+    errmsg: str | None = None
+    """Why the call failed, worded for the model to act on."""
+    state: ActionStatusCode = ActionStatusCode.SUCCESS
+    """Outcome of the call."""
+    thought: str | None = None
+    """The model's reasoning that led to the call."""
+    valid: ActionValidCode = ActionValidCode.OPEN
+    """Whether the call could be parsed and matched to a tool."""
+    tool_call_id: str | None = None
+    """Id of the native tool call this answers, if any."""
+
+    def format_result(self) -> str:
+        """Return the result as text for the model (the error message on failure)."""
+        if self.state != ActionStatusCode.SUCCESS:
+            return self.errmsg or f'{self.type} failed ({self.state.name})'
+        parts = []
+        for item in self.result or []:
+            if item.get('type') == 'text':
+                parts.append(str(item.get('content', '')))
+            else:
+                parts.append(f'[{item.get("type")}]({item.get("content")})')
+        return '\n'.join(parts)
+
+
+class AgentMessage(BaseModel):
+    """A message an agent exchanges or keeps in its memory."""
+
+    sender: str
+    """Who produced it: ``'user'``, the agent's name, or a tool's name."""
+    content: Any = None
+    """The text, or structured content."""
+    formatted: Any = None
+    """The content after the agent's output parser ran (e.g. a tool call)."""
+    stream_state: AgentStatusCode = AgentStatusCode.END
+    """Where a streamed message stands."""
