@@ -1,0 +1,32 @@
+"""Engine fixtures for the shared contract suite (``tests/llms/test_contract.py``).
+
+Each ``engine_<name>`` fixture returns ``make(**kwargs) -> BaseLLM``. Engines are
+listed in ``ENGINES``; those that report real token counts (so ``max_new_tokens``
+can be checked) are also in ``TOKEN_COUNTING_ENGINES``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from lagent.llms.scripted import ScriptedLLM
+
+ENGINES = ['scripted']
+TOKEN_COUNTING_ENGINES: list[str] = []
+
+
+def _deterministic_reply(request: object) -> str:
+    """A reply that depends only on the request, like greedy decoding does."""
+    digest = hashlib.sha256(repr(request).encode()).hexdigest()
+    words = [digest[i : i + 4] for i in range(0, 40, 4)]
+    return 'The answer is ' + ' '.join(words) + '.'
+
+
+@pytest.fixture
+def engine_scripted():
+    def make(**kwargs):
+        return ScriptedLLM([_deterministic_reply] * 200, chunk_size=3, **kwargs)
+
+    return make
