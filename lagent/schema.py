@@ -78,6 +78,8 @@ class ActionStatusCode(IntEnum):
     HTTP_ERROR = -1000
     ARGS_ERROR = -1001
     API_ERROR = -1002
+    INVALID_ACTION = -1003
+    """The model asked for a tool that does not exist (lagent addition)."""
 
 
 class ActionValidCode(IntEnum):

@@ -1,0 +1,330 @@
+"""``ActionExecutor``: runs tools by name and turns every outcome into an
+:class:`~lagent.schema.ActionReturn` — an agent never crashes on a bad tool call.
+
+========================================  =====================  ===================
+What happened                             ``state``              ``valid``
+========================================  =====================  ===================
+the tool ran and returned                 ``SUCCESS``            ``FINISH``
+no tool of that name                      ``INVALID_ACTION``     ``INVALID``
+arguments not a JSON object               ``ARGS_ERROR``         ``INVALID``
+arguments fail validation                 ``ARGS_ERROR``         ``FINISH``
+the tool raised / timed out               ``API_ERROR``          ``FINISH``
+========================================  =====================  ===================
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from types import TracebackType
+from typing import Any, Union
+
+import pydantic_core
+from pydantic import BaseModel
+
+from lagent.actions.base_action import BaseAction
+from lagent.actions.tool import Tool, ToolArgumentsError
+from lagent.schema import ActionReturn, ActionStatusCode, ActionValidCode, ToolCall
+
+__all__ = ['ActionExecutor', 'ActionLike']
+
+ActionLike = Union[Tool, BaseAction, Callable[..., Any]]
+"""What an executor accepts: a :class:`Tool`, a :class:`BaseAction` (all its
+tools), or a plain typed, documented function (made a tool with ``@tool``)."""
+
+
+class ActionExecutor:
+    """Looks tools up by name, validates the model's arguments and runs the tool
+    under a timeout, sync or async.
+
+    Args:
+        actions: Tools, actions and plain functions to offer.
+        timeout: Seconds one call may take; ``None`` for no limit. A sync tool
+            that times out is abandoned in its worker thread (Python cannot stop
+            a thread), so tools with side effects should enforce their own
+            limits, as :class:`~lagent.actions.PythonInterpreter` does.
+
+    Raises:
+        ValueError: Two tools share a name, or ``timeout`` is not positive.
+    """
+
+    def __init__(self, actions: Iterable[ActionLike] = (), *, timeout: float | None = 30.0):
+        if timeout is not None and timeout <= 0:
+            raise ValueError(f'timeout must be positive or None, got {timeout!r}')
+        self.timeout = timeout
+        """Seconds one call may take; ``None`` for no limit."""
+        self._tools: dict[str, Tool] = {}
+        self._actions: list[BaseAction] = []
+        for action in actions:
+            self._add(action)
+
+    # ------------------------------------------------------------------ registry
+
+    @property
+    def names(self) -> list[str]:
+        """The tool names, in the order the tools were given."""
+        return list(self._tools)
+
+    @property
+    def tools(self) -> list[Tool]:
+        """The tools, in the order they were given."""
+        return list(self._tools.values())
+
+    def get(self, name: str) -> Tool | None:
+        """Return the tool called ``name``, or ``None``."""
+        return self._tools.get(name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._tools
+
+    def __len__(self) -> int:
+        return len(self._tools)
+
+    def tool_schemas(self) -> list[dict[str, Any]]:
+        """The tools in OpenAI's format, for native tool calling (``tools=``)."""
+        return [tool.schema for tool in self._tools.values()]
+
+    def describe(self) -> str:
+        """The tools as text for a prompt: each tool's name, description and
+        JSON schema of its parameters, separated by blank lines."""
+        blocks = []
+        for tool in self._tools.values():
+            parameters = json.dumps(tool.parameters, ensure_ascii=False)
+            blocks.append(f'{tool.name}: {tool.description}\nParameters: {parameters}')
+        return '\n\n'.join(blocks)
+
+    # ------------------------------------------------------------------ running
+
+    def execute(
+        self, name: str, arguments: Mapping[str, Any] | str | None = None, *, tool_call_id: str | None = None
+    ) -> ActionReturn:
+        """Run tool ``name`` with the model's ``arguments``; never raises.
+
+        Args:
+            name: The tool's name.
+            arguments: The arguments object, or its JSON text as the model wrote it.
+            tool_call_id: The id of the native tool call, copied into the result.
+
+        Returns:
+            The result, or the reason it failed (see the module docstring).
+        """
+        prepared = self._prepare(name, arguments, tool_call_id)
+        if isinstance(prepared, ActionReturn):
+            return prepared
+        tool, call, args = prepared
+        try:
+            value = self._run_sync(tool, call)
+        except _ToolTimeout:
+            return self._failure(tool, args, tool_call_id, f'{tool.name} timed out after {self.timeout:g}s')
+        except (Exception, SystemExit) as exc:
+            return self._failure(tool, args, tool_call_id, _describe_exception(exc))
+        return self._success(tool, value, args, tool_call_id)
+
+    async def aexecute(
+        self, name: str, arguments: Mapping[str, Any] | str | None = None, *, tool_call_id: str | None = None
+    ) -> ActionReturn:
+        """Async twin of :meth:`execute`: ``async`` tools are awaited, sync tools
+        run in a worker thread, both under the timeout; never raises."""
+        prepared = self._prepare(name, arguments, tool_call_id)
+        if isinstance(prepared, ActionReturn):
+            return prepared
+        tool, call, args = prepared
+        try:
+            value = await asyncio.wait_for(_capture(tool, call), self.timeout)
+        except asyncio.TimeoutError:
+            return self._failure(tool, args, tool_call_id, f'{tool.name} timed out after {self.timeout:g}s')
+        if isinstance(value, _Raised):
+            return self._failure(tool, args, tool_call_id, _describe_exception(value.error))
+        return self._success(tool, value, args, tool_call_id)
+
+    def execute_call(self, call: ToolCall) -> ActionReturn:
+        """Run a native :class:`~lagent.schema.ToolCall`; never raises."""
+        return self.execute(call.function.name, call.function.arguments, tool_call_id=call.id)
+
+    async def aexecute_call(self, call: ToolCall) -> ActionReturn:
+        """Async twin of :meth:`execute_call`."""
+        return await self.aexecute(call.function.name, call.function.arguments, tool_call_id=call.id)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def close(self) -> None:
+        """Close every :class:`BaseAction` given (stopping their child processes)."""
+        for action in self._actions:
+            action.close()
+
+    def __enter__(self) -> ActionExecutor:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f'ActionExecutor(names={self.names!r}, timeout={self.timeout!r})'
+
+    # ------------------------------------------------------------------ internals
+
+    def _add(self, action: ActionLike) -> None:
+        if isinstance(action, BaseAction):
+            self._actions.append(action)
+            tools = action.tools
+        elif isinstance(action, Tool):
+            tools = [action]
+        elif callable(action):
+            tools = [Tool(action)]
+        else:
+            raise TypeError(f'expected a Tool, a BaseAction or a function, got {type(action).__name__}')
+        for tool in tools:
+            if tool.name in self._tools:
+                raise ValueError(f'two tools are named {tool.name!r}; give one another name')
+            self._tools[tool.name] = tool
+
+    def _prepare(
+        self, name: str, arguments: Mapping[str, Any] | str | None, tool_call_id: str | None
+    ) -> ActionReturn | tuple[Tool, Callable[[], Any], dict[str, Any]]:
+        tool = self._tools.get(name)
+        if tool is None:
+            available = ', '.join(self._tools) or '(none)'
+            return ActionReturn(
+                type=name,
+                errmsg=f'Unknown tool {name!r}. Available tools: {available}.',
+                state=ActionStatusCode.INVALID_ACTION,
+                valid=ActionValidCode.INVALID,
+                tool_call_id=tool_call_id,
+            )
+        decoded = _decode_arguments(arguments)
+        if isinstance(decoded, str):
+            return ActionReturn(
+                type=name,
+                errmsg=f'Arguments of tool {name!r} {decoded}. {tool._describe_expected()}',
+                state=ActionStatusCode.ARGS_ERROR,
+                valid=ActionValidCode.INVALID,
+                tool_call_id=tool_call_id,
+            )
+        try:
+            call, args = tool._bind(decoded)
+        except ToolArgumentsError as exc:
+            return ActionReturn(
+                type=name,
+                args=decoded,
+                errmsg=str(exc),
+                state=ActionStatusCode.ARGS_ERROR,
+                valid=ActionValidCode.FINISH,
+                tool_call_id=tool_call_id,
+            )
+        return tool, call, args
+
+    def _run_sync(self, tool: Tool, call: Callable[[], Any]) -> Any:
+        if tool.is_async:
+            inner_timeout = None if self.timeout is None else self.timeout + 1.0  # the outer limit fires first
+            return _call_in_thread(lambda: asyncio.run(asyncio.wait_for(call(), inner_timeout)), self.timeout)
+        if self.timeout is None:
+            return call()
+        return _call_in_thread(call, self.timeout)
+
+    @staticmethod
+    def _success(tool: Tool, value: Any, args: dict[str, Any], tool_call_id: str | None) -> ActionReturn:
+        if isinstance(value, ActionReturn):
+            defaults = {'type': tool.name, 'args': args, 'tool_call_id': tool_call_id}
+            update = {key: given for key, given in defaults.items() if getattr(value, key) is None}
+            if value.valid == ActionValidCode.OPEN:
+                update['valid'] = ActionValidCode.FINISH
+            return value.model_copy(update=update)
+        return ActionReturn(
+            type=tool.name,
+            args=args,
+            result=[{'type': 'text', 'content': result_text(value)}],
+            state=ActionStatusCode.SUCCESS,
+            valid=ActionValidCode.FINISH,
+            tool_call_id=tool_call_id,
+        )
+
+    @staticmethod
+    def _failure(tool: Tool, args: dict[str, Any], tool_call_id: str | None, errmsg: str) -> ActionReturn:
+        return ActionReturn(
+            type=tool.name,
+            args=args,
+            errmsg=errmsg,
+            state=ActionStatusCode.API_ERROR,
+            valid=ActionValidCode.FINISH,
+            tool_call_id=tool_call_id,
+        )
+
+
+def result_text(value: Any) -> str:
+    """The text a model sees for a tool's return value: strings as they are,
+    pydantic models, dicts and lists as JSON, anything else via ``str``."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (BaseModel, dict, list, tuple)):
+        return pydantic_core.to_json(value, fallback=str).decode()
+    return str(value)
+
+
+def _decode_arguments(arguments: Mapping[str, Any] | str | None) -> Mapping[str, Any] | str:
+    """Return the arguments object, or why there is none (a phrase for the error message)."""
+    if arguments is None:
+        return {}
+    if isinstance(arguments, (str, bytes)):
+        if not arguments.strip():
+            return {}
+        try:
+            arguments = json.loads(arguments)
+        except json.JSONDecodeError as exc:
+            return f'are not valid JSON ({exc})'
+    if not isinstance(arguments, Mapping):
+        return f'must be a JSON object, got {type(arguments).__name__}'
+    return arguments
+
+
+def _describe_exception(error: BaseException) -> str:
+    message = str(error)
+    return f'{type(error).__name__}: {message}' if message else type(error).__name__
+
+
+class _ToolTimeout(Exception):
+    """A sync tool did not return within the executor's timeout."""
+
+
+class _Raised:
+    """An exception a tool raised, carried out of ``asyncio.wait_for`` so that the
+    tool's own ``TimeoutError`` is not mistaken for the executor's."""
+
+    __slots__ = ('error',)
+
+    def __init__(self, error: BaseException):
+        self.error = error
+
+
+async def _capture(tool: Tool, call: Callable[[], Any]) -> Any:
+    try:
+        if tool.is_async:
+            return await call()
+        return await asyncio.to_thread(call)
+    except (Exception, SystemExit) as exc:
+        return _Raised(exc)
+
+
+def _call_in_thread(call: Callable[[], Any], timeout: float | None) -> Any:
+    """Run ``call`` in a daemon thread; raise :class:`_ToolTimeout` if it takes
+    longer than ``timeout`` seconds, else return or raise what it did."""
+    outcome: dict[str, Any] = {}
+    finished = threading.Event()
+
+    def target() -> None:
+        try:
+            outcome['value'] = call()
+        except BaseException as exc:  # handed to the calling thread below
+            outcome['error'] = exc
+        finally:
+            finished.set()
+
+    threading.Thread(target=target, name='lagent-tool-call', daemon=True).start()
+    if not finished.wait(timeout):
+        raise _ToolTimeout
+    if 'error' in outcome:
+        raise outcome['error']
+    return outcome['value']

@@ -1,0 +1,169 @@
+"""``@tool``: a typed, documented function becomes a tool a model can call.
+
+Example:
+    >>> @tool
+    ... def add(a: int, b: int) -> int:
+    ...     '''Add two integers.
+    ...
+    ...     Args:
+    ...         a: The first number.
+    ...         b: The second number.
+    ...     '''
+    ...     return a + b
+    >>> add.name, add.description
+    ('add', 'Add two integers.')
+    >>> add(1, 2)
+    3
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import re
+from collections.abc import Callable, Mapping
+from typing import Any, overload
+
+from lagent.actions._docstring import parse_docstring
+from lagent.actions._function_schema import FunctionSchema, ToolArgumentsError, build_function_schema
+
+__all__ = ['TOOL_NAME_PATTERN', 'Tool', 'ToolArgumentsError', 'tool']
+
+TOOL_NAME_PATTERN = re.compile(r'^[a-zA-Z0-9_-]{1,64}$')
+"""Names OpenAI's function-calling API accepts; every tool name must match it."""
+
+
+class Tool:
+    """A callable with a name, a description and a JSON schema of its parameters.
+
+    Calling the tool calls the function unchanged (no validation); agents go
+    through :meth:`validate` first, which is what
+    :class:`~lagent.actions.ActionExecutor` does.
+
+    Args:
+        function: A function or bound method (sync or ``async``) with a type
+            hint on every parameter.
+        name: The tool's name; defaults to the function's name. Must match
+            ``^[a-zA-Z0-9_-]{1,64}$``.
+        description: What the tool does; defaults to the docstring's text before
+            its first section (``Args:``, ``Returns:``...).
+
+    Raises:
+        TypeError: A parameter has no type hint, is ``*args``/``**kwargs``, or
+            its type has no JSON schema.
+        ValueError: The name is not a valid tool name, or there is no description.
+    """
+
+    def __init__(self, function: Callable[..., Any], *, name: str | None = None, description: str | None = None):
+        if not callable(function):
+            raise TypeError(f'a tool wraps a function, got {type(function).__name__}')
+        self.function = function
+        """The wrapped function."""
+        self.name: str = name if name is not None else function.__name__
+        """The name the model calls the tool by."""
+        if not TOOL_NAME_PATTERN.match(self.name):
+            raise ValueError(f'invalid tool name {self.name!r}: use 1 to 64 letters, digits, "_" or "-"')
+        docstring = parse_docstring(inspect.getdoc(function))
+        self.description: str = (description if description is not None else docstring.description).strip()
+        """What the tool does, for the model."""
+        if not self.description:
+            raise ValueError(
+                f'tool {self.name!r} has no description: give the function a docstring or pass description='
+            )
+        self.is_async: bool = inspect.iscoroutinefunction(function)
+        """Whether calling the function returns a coroutine."""
+        self._schema: FunctionSchema = build_function_schema(function, self.name, docstring)
+        functools.update_wrapper(self, function)
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        """JSON schema of the arguments object (a fresh copy)."""
+        return json.loads(json.dumps(self._schema.parameters))
+
+    @property
+    def schema(self) -> dict[str, Any]:
+        """The tool in OpenAI's format: ``{'type': 'function', 'function': {'name', 'description', 'parameters'}}``."""
+        return {
+            'type': 'function',
+            'function': {'name': self.name, 'description': self.description, 'parameters': self.parameters},
+        }
+
+    def validate(self, arguments: Mapping[str, Any]) -> dict[str, Any]:
+        """Validate the arguments a model produced.
+
+        Args:
+            arguments: The decoded JSON arguments object.
+
+        Returns:
+            The validated arguments as JSON-compatible data (values coerced to
+            their declared types, defaults filled in).
+
+        Raises:
+            ToolArgumentsError: An argument is missing, unexpected or of the
+                wrong type; the message names it and lists what is expected.
+        """
+        return self._schema.validate(self.name, arguments)[2]
+
+    def invoke(self, arguments: Mapping[str, Any]) -> Any:
+        """Validate ``arguments`` and call the function with them.
+
+        Returns:
+            What the function returns (a coroutine for an ``async`` tool).
+
+        Raises:
+            ToolArgumentsError: The arguments are not valid.
+        """
+        args, kwargs, _ = self._schema.validate(self.name, arguments)
+        return self.function(*args, **kwargs)
+
+    def _bind(self, arguments: Mapping[str, Any]) -> tuple[Callable[[], Any], dict[str, Any]]:
+        """Validate and return a zero-argument call plus the validated arguments as data."""
+        args, kwargs, plain = self._schema.validate(self.name, arguments)
+        return functools.partial(self.function, *args, **kwargs), plain
+
+    def _describe_expected(self) -> str:
+        return self._schema.describe_expected()
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.function(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f'Tool(name={self.name!r})'
+
+
+@overload
+def tool(function: Callable[..., Any], /) -> Tool: ...
+
+
+@overload
+def tool(*, name: str | None = None, description: str | None = None) -> Callable[[Callable[..., Any]], Tool]: ...
+
+
+def tool(
+    function: Callable[..., Any] | None = None, /, *, name: str | None = None, description: str | None = None
+) -> Tool | Callable[[Callable[..., Any]], Tool]:
+    """Turn a typed, documented function into a :class:`Tool`.
+
+    Use it bare (``@tool``) or with overrides (``@tool(name='search', description='...')``).
+    The JSON schema comes from the type hints (``str``, ``int``, ``float``,
+    ``bool``, ``list[...]``, ``dict[...]``, ``Literal``, ``Optional``/``X | None``,
+    pydantic models, ``Annotated[T, 'description']`` or
+    ``Annotated[T, Field(description=...)]``) and from the ``Args:`` (Google) or
+    ``Parameters`` (NumPy) section of the docstring.
+
+    Args:
+        function: The function, when used as ``@tool``.
+        name: Overrides the tool's name (default: the function's name).
+        description: Overrides the description (default: from the docstring).
+
+    Returns:
+        The tool, or a decorator that makes one.
+
+    Raises:
+        TypeError: When decorating: a parameter has no type hint or an unsupported type.
+        ValueError: When decorating: an invalid name, or no description.
+    """
+    if function is not None:
+        return Tool(function, name=name, description=description)
+    return functools.partial(Tool, name=name, description=description)
