@@ -32,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar, Union, cast
@@ -289,6 +289,14 @@ class BaseLLM:
     def _complete(self, request: LLMRequest, params: GenerationParams) -> Response:
         accumulator = ChunkAccumulator()
         for chunk in self._open(request, params):
+            accumulator.add(chunk)
+        return accumulator.response()
+
+    def _response_from(self, chunks: Iterable[Chunk], params: GenerationParams) -> Response:
+        """Build the reply from chunks an engine already holds (e.g. a whole
+        non-streamed answer), applying stop words as the streaming path does."""
+        accumulator = ChunkAccumulator()
+        for chunk in _filter_reply(iter(chunks), params.stop_words):
             accumulator.add(chunk)
         return accumulator.response()
 

@@ -1,0 +1,334 @@
+"""``OpenAICompatible``: any server that speaks the OpenAI completions and chat
+completions API (vLLM, lmdeploy, llama.cpp, SGLang, OpenAI itself...)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+from lagent.errors import EngineUnavailableError, StreamError
+from lagent.llms.base import BaseLLM, LLMRequest
+from lagent.llms.http import HTTPTransport
+from lagent.schema import Chunk, GenerationParams, Response, ToolCallDelta, Usage
+
+__all__ = ['GPTAPI', 'OpenAICompatible']
+
+# finish reasons some servers use, in OpenAI's words
+_FINISH_REASONS = {'function_call': 'tool_calls', 'eos_token': 'stop', 'eos': 'stop', 'max_tokens': 'length'}
+
+
+class OpenAICompatible(BaseLLM):
+    """An LLM behind an OpenAI-compatible HTTP server.
+
+    With a ``meta_template`` (or ``chat_template``) the prompt is rendered here
+    and sent to ``/v1/completions``; without one, the messages (and native
+    ``tools``) go to ``/v1/chat/completions`` and the server applies the model's
+    chat template. ``generate``/``chat``/``complete`` ask for the whole answer
+    at once; ``stream*`` methods stream it (usage is requested for the last event).
+
+    Args:
+        url: The server's base URL, with or without ``/v1`` (``http://127.0.0.1:8000``).
+        model_name: The model to ask for; ``None``: the first model listed at
+            ``/v1/models`` (asked once, on first use).
+        api_key: Sent as ``Authorization: Bearer``; never logged or shown.
+        meta_template: Role dicts or the name of a registered template (prompt path).
+        chat_template: A Jinja chat template rendered here (prompt path).
+        max_retries: Retries on connection errors, 429 and 5xx (never on other 4xx).
+        connect_timeout: Seconds to establish a connection.
+        idle_timeout: Seconds to wait for the next piece of a stream.
+        timeout: Seconds a whole request may take, retries included; the
+            ``timeout`` call keyword overrides it per call.
+        retry_backoff: Base delay of the exponential backoff between retries, in seconds.
+        extra_body: Fields added to every request body (options of a particular server).
+        **gen_params: Generation defaults (``max_new_tokens``, ``temperature``,
+            ``top_p``, ``stop_words``, ``seed``...), see :class:`~lagent.llms.BaseLLM`.
+
+    Example:
+        >>> llm = OpenAICompatible('http://127.0.0.1:8000', api_key='sk-...')  # doctest: +SKIP
+        >>> llm.chat([{'role': 'user', 'content': 'Hi'}])  # doctest: +SKIP
+    """
+
+    accepts_messages = True
+    native_tools = True
+    batch_concurrency = 16
+
+    def __init__(
+        self,
+        url: str,
+        model_name: str | None = None,
+        api_key: str | None = None,
+        meta_template: Sequence[Mapping[str, Any]] | str | None = None,
+        chat_template: Any = None,
+        *,
+        max_retries: int = 2,
+        connect_timeout: float = 10.0,
+        idle_timeout: float = 120.0,
+        timeout: float | None = 600.0,
+        retry_backoff: float = 0.5,
+        extra_body: Mapping[str, Any] | None = None,
+        **gen_params: Any,
+    ):
+        super().__init__(path=model_name, meta_template=meta_template, chat_template=chat_template, **gen_params)
+        self.url = url
+        self.extra_body = dict(extra_body or {})
+        self.transport = HTTPTransport(
+            api_base(url),
+            api_key=api_key,
+            max_retries=max_retries,
+            connect_timeout=connect_timeout,
+            idle_timeout=idle_timeout,
+            timeout=timeout,
+            retry_backoff=retry_backoff,
+        )
+        self._model_name = model_name
+        self._model_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f'{type(self).__name__}(url={self.url!r}, model_name={self._model_name!r})'
+
+    # ------------------------------------------------------------------ the model
+
+    @property
+    def model_name(self) -> str:
+        """The model requests ask for (the server's first model unless one was given)."""
+        if self._model_name is None:
+            with self._model_lock:
+                if self._model_name is None:
+                    self._model_name = _first_model(self.transport.get_json('/models'))
+        return self._model_name
+
+    async def amodel_name(self) -> str:
+        """Async twin of :attr:`model_name`."""
+        if self._model_name is None:
+            self._model_name = _first_model(await self.transport.aget_json('/models'))
+        return self._model_name
+
+    # ------------------------------------------------------------------ request bodies
+
+    def _sampling_fields(self, params: GenerationParams) -> dict[str, Any]:
+        """The OpenAI fields of the generation settings."""
+        fields: dict[str, Any] = {
+            'max_tokens': params.max_new_tokens,
+            'temperature': params.temperature,
+            'top_p': params.top_p,
+        }
+        if params.stop_words:
+            fields['stop'] = list(params.stop_words)
+        if params.seed is not None:
+            fields['seed'] = params.seed
+        return fields
+
+    def _engine_fields(self, params: GenerationParams) -> dict[str, Any]:
+        """Fields a particular server adds to every request; subclasses override this."""
+        return {}
+
+    def _body(self, model: str, request: LLMRequest, params: GenerationParams, *, stream: bool) -> dict[str, Any]:
+        body: dict[str, Any] = {'model': model}
+        if request.prompt is not None:
+            body['prompt'] = request.prompt
+        else:
+            body['messages'] = request.messages
+            if request.tools:
+                body['tools'] = request.tools
+                if request.tool_choice is not None:
+                    body['tool_choice'] = request.tool_choice
+        body.update(self._sampling_fields(params))
+        body.update(self._engine_fields(params))
+        body['stream'] = stream
+        if stream:
+            body['stream_options'] = {'include_usage': True}
+        body.update(self.extra_body)
+        return body
+
+    # ------------------------------------------------------------------ hooks
+
+    def _stream_prompt(self, prompt: str, params: GenerationParams) -> Iterator[Chunk]:
+        return self._stream(LLMRequest(prompt=prompt), params)
+
+    def _stream_messages(
+        self,
+        messages: list[dict[str, Any]],
+        params: GenerationParams,
+        *,
+        tools: list[dict[str, Any]] | None = None,
+        tool_choice: str | dict[str, Any] | None = None,
+    ) -> Iterator[Chunk]:
+        return self._stream(LLMRequest(messages=messages, tools=tools, tool_choice=tool_choice), params)
+
+    def _astream_prompt(self, prompt: str, params: GenerationParams) -> AsyncIterator[Chunk]:
+        return self._astream(LLMRequest(prompt=prompt), params)
+
+    def _astream_messages(
+        self,
+        messages: list[dict[str, Any]],
+        params: GenerationParams,
+        *,
+        tools: list[dict[str, Any]] | None = None,
+        tool_choice: str | dict[str, Any] | None = None,
+    ) -> AsyncIterator[Chunk]:
+        return self._astream(LLMRequest(messages=messages, tools=tools, tool_choice=tool_choice), params)
+
+    def _complete(self, request: LLMRequest, params: GenerationParams) -> Response:
+        path, parse, _ = _endpoint(request)
+        body = self._body(self.model_name, request, params, stream=False)
+        answer = self.transport.post_json(path, body, timeout=params.timeout, request_id=params.request_id)
+        return self._response_from(_whole_answer(answer, parse), params)
+
+    async def _acomplete(self, request: LLMRequest, params: GenerationParams) -> Response:
+        path, parse, _ = _endpoint(request)
+        body = self._body(await self.amodel_name(), request, params, stream=False)
+        answer = await self.transport.apost_json(path, body, timeout=params.timeout, request_id=params.request_id)
+        return self._response_from(_whole_answer(answer, parse), params)
+
+    def _stream(self, request: LLMRequest, params: GenerationParams) -> Iterator[Chunk]:
+        path, _, parse = _endpoint(request)
+        body = self._body(self.model_name, request, params, stream=True)
+        return self.transport.stream(path, body, parse, timeout=params.timeout, request_id=params.request_id)
+
+    def _astream(self, request: LLMRequest, params: GenerationParams) -> AsyncIterator[Chunk]:
+        path, _, parse = _endpoint(request)
+        if self._model_name is None:
+            return self._astream_after_model_lookup(path, request, params)
+        body = self._body(self._model_name, request, params, stream=True)
+        return self.transport.astream(path, body, parse, timeout=params.timeout, request_id=params.request_id)
+
+    async def _astream_after_model_lookup(
+        self, path: str, request: LLMRequest, params: GenerationParams
+    ) -> AsyncIterator[Chunk]:
+        await self.amodel_name()
+        stream = self._astream(request, params)
+        try:
+            async for chunk in stream:
+                yield chunk
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        """Close the HTTP connections."""
+        self.transport.close()
+
+    async def aclose(self) -> None:
+        """Close the HTTP connections, those of the running event loop included."""
+        await self.transport.aclose()
+
+
+GPTAPI = OpenAICompatible
+"""The name the original lagent used for its OpenAI engine."""
+
+
+def api_base(url: str) -> str:
+    """Return the API root of a server URL given with or without ``/v1``."""
+    url = url.rstrip('/')
+    return url if url.endswith('/v1') else f'{url}/v1'
+
+
+def _first_model(listing: Any) -> str:
+    try:
+        return str(listing['data'][0]['id'])
+    except (KeyError, IndexError, TypeError) as exc:
+        raise EngineUnavailableError(f'the server lists no model at /v1/models (got {str(listing)[:200]!r})') from exc
+
+
+def _endpoint(request: LLMRequest) -> tuple[str, Callable[[Any], Chunk], Callable[[Any], Chunk | None]]:
+    """The path of a request, and how to read its whole answer and its stream events."""
+    if request.prompt is not None:
+        return '/completions', _completion_answer, _completion_delta
+    return '/chat/completions', _chat_answer, _chat_delta
+
+
+# ---------------------------------------------------------------------- answers to chunks (the hot path)
+
+
+def _finish_reason(reason: str | None) -> str | None:
+    if reason == 'error':
+        raise StreamError('the server ended the reply with finish_reason "error"')
+    return _FINISH_REASONS.get(reason, reason) if reason is not None else None
+
+
+def _usage(usage: Mapping[str, Any] | None) -> Usage | None:
+    if not usage:
+        return None
+    return Usage(
+        prompt_tokens=usage.get('prompt_tokens') or 0,
+        completion_tokens=usage.get('completion_tokens') or 0,
+        total_tokens=usage.get('total_tokens') or 0,
+    )
+
+
+def _completion_delta(event: dict[str, Any]) -> Chunk | None:
+    """One ``/v1/completions`` stream event as a chunk (``None``: nothing in it)."""
+    choices = event['choices']
+    usage = event.get('usage')
+    if not choices:
+        return Chunk(usage=_usage(usage)) if usage else None
+    choice = choices[0]
+    finish = choice.get('finish_reason')
+    if finish is None and usage is None:
+        text = choice['text']
+        return Chunk(text) if text else None
+    return Chunk(choice.get('text') or '', _finish_reason(finish), _usage(usage))
+
+
+def _chat_delta(event: dict[str, Any]) -> Chunk | None:
+    """One ``/v1/chat/completions`` stream event as a chunk (``None``: nothing in it)."""
+    choices = event['choices']
+    usage = event.get('usage')
+    if not choices:
+        return Chunk(usage=_usage(usage)) if usage else None
+    choice = choices[0]
+    delta = choice.get('delta') or {}
+    text = delta.get('content')
+    calls = delta.get('tool_calls')
+    finish = choice.get('finish_reason')
+    if finish is None and usage is None and not calls:
+        return Chunk(text) if text else None
+    return Chunk(text or '', _finish_reason(finish), _usage(usage), _tool_deltas(calls))
+
+
+def _tool_deltas(calls: list[dict[str, Any]] | None) -> list[ToolCallDelta] | None:
+    if not calls:
+        return None
+    deltas = []
+    for position, call in enumerate(calls):
+        function = call.get('function') or {}
+        deltas.append(
+            ToolCallDelta(
+                index=call.get('index', position),
+                id=call.get('id'),
+                name=function.get('name'),
+                arguments=function.get('arguments') or '',
+            )
+        )
+    return deltas
+
+
+def _completion_answer(answer: dict[str, Any]) -> Chunk:
+    choice = answer['choices'][0]
+    return Chunk(choice.get('text') or '', _finish_reason(choice.get('finish_reason')), _usage(answer.get('usage')))
+
+
+def _chat_answer(answer: dict[str, Any]) -> Chunk:
+    choice = answer['choices'][0]
+    message = choice.get('message') or {}
+    calls = message.get('tool_calls')
+    if calls:
+        calls = [{**call, 'index': position} for position, call in enumerate(calls)]
+    return Chunk(
+        message.get('content') or '',
+        _finish_reason(choice.get('finish_reason')),
+        _usage(answer.get('usage')),
+        _tool_deltas(calls),
+    )
+
+
+def _whole_answer(answer: Any, parse: Callable[[Any], Chunk]) -> list[Chunk]:
+    """A non-streamed answer as one chunk; a malformed answer raises :class:`StreamError`."""
+    try:
+        if isinstance(answer, Mapping) and answer.get('error') is not None:
+            error = answer['error']
+            message = error.get('message') if isinstance(error, Mapping) else error
+            raise StreamError(f'the server reported an error: {message}', body=answer)
+        return [parse(answer)]
+    except (KeyError, IndexError, TypeError, AttributeError) as exc:
+        raise StreamError(f'unexpected answer from the server: {str(answer)[:200]!r}', body=answer) from exc
