@@ -22,6 +22,7 @@ from typing import Any, TextIO, TypeVar
 from lagent.errors import LLMError
 from lagent.llms.base import BaseLLM
 from lagent.llms.config import accepted_keywords, build_llm, load_config, resolve_engine
+from lagent.schema import ActionStatusCode, AgentStatusCode
 
 __all__ = ['main']
 
@@ -261,15 +262,66 @@ def show_request(llm: BaseLLM, messages: list[dict[str, Any]], tools: list[dict[
 
 
 def run_agent(args: argparse.Namespace) -> int:
-    """``lagent agent``: run the function-calling agent and show its steps."""
-    from lagent.cli_agent import run_agent_steps
+    """``lagent agent``: run the function-calling agent and show each step as it happens."""
+    from lagent.agents.function_call import FunctionCallAgent
 
-    tools = [name.strip() for name in args.tools.split(',') if name.strip()]
-    unknown = [name for name in tools if name not in TOOLS]
+    actions = make_tools(args.tools)
+    with _build(args) as llm:
+        agent = FunctionCallAgent(llm, actions, max_turn=args.max_turn)
+        if args.debug:
+            from lagent.actions.executor import ActionExecutor
+
+            _note(f'--- tools ---\n{json.dumps(ActionExecutor(actions).tool_schemas(), indent=2)}')
+        streamed = False
+        for event in agent.stream_chat(args.prompt):
+            streamed = show_agent_event(event, streamed)
+    return 0
+
+
+def make_tools(names: str) -> list[Any]:
+    """Return the built-in tools named in a comma-separated list.
+
+    Raises:
+        ValueError: An unknown tool name.
+    """
+    chosen = [name.strip() for name in names.split(',') if name.strip()]
+    unknown = [name for name in chosen if name not in TOOLS]
     if unknown:
         raise ValueError(f'unknown tool {unknown[0]!r}; available: {", ".join(TOOLS)}')
-    with _build(args) as llm:
-        return run_agent_steps(llm, tools, args.prompt, max_turn=args.max_turn, debug=args.debug)
+    tools: list[Any] = []
+    if 'calculator' in chosen:
+        from lagent.actions.calculator import Calculator
+
+        tools.append(Calculator())
+    if 'python' in chosen:
+        from lagent.actions.python_interpreter import PythonInterpreter
+
+        tools.append(PythonInterpreter())
+    return tools
+
+
+def show_agent_event(event: Any, streamed: bool) -> bool:
+    """Write one agent event to stdout; return whether model text is mid-line."""
+    kind = event.kind
+    if kind == 'text_delta':
+        sys.stdout.write(event.text)
+        sys.stdout.flush()
+        return True
+    if streamed:
+        sys.stdout.write('\n')
+    if kind == 'tool_call':
+        _say(f'[turn {event.turn}] tool call: {event.call.function.name}({event.call.function.arguments})')
+    elif kind == 'tool_result':
+        outcome = (
+            'tool result'
+            if event.result.state == ActionStatusCode.SUCCESS
+            else f'tool error ({event.result.state.name})'
+        )
+        _say(f'[turn {event.turn}] {outcome}: {event.observation}')
+    elif kind == 'final_answer':
+        label = 'final answer' if event.status == AgentStatusCode.END else f'stopped ({event.status.name})'
+        _say(f'[{label}] {event.text}')
+    return False
 
 
 # ---------------------------------------------------------------------- bench
@@ -352,6 +404,11 @@ def _rate(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f'must be positive (or inf), got {text}')
     return value
+
+
+def _say(text: str) -> None:
+    sys.stdout.write(text + '\n')
+    sys.stdout.flush()
 
 
 def _note(text: str, *, end: str = '\n') -> None:
