@@ -107,8 +107,9 @@ class EngineUnavailableError(LLMError):
 class MissingExtraError(ImportError):
     """An optional dependency is missing; the message says what to install."""
 
-    def __init__(self, package: str, extra: str):
-        super().__init__(f'{package} is not installed; install it with: pip install "lagent[{extra}]"')
+    def __init__(self, package: str, extra: str, *, note: str | None = None):
+        message = f'{package} is not installed; install it with: pip install "lagent[{extra}]"'
+        super().__init__(f'{message} ({note})' if note else message)
         self.package = package
         self.extra = extra
 

@@ -1,0 +1,262 @@
+"""``HFTransformer``: a causal language model run in process by transformers.
+
+The model is a local model directory (safetensors) or a GGUF file, which
+transformers de-quantizes on load. Conversations are rendered by the
+tokenizer's own chat template unless a ``meta_template`` or ``chat_template``
+is given. Streaming runs ``generate`` in a worker thread that feeds a
+``TextIteratorStreamer``; closing the stream stops that thread at the next
+token. A list of prompts is generated as one left-padded batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from lagent._optional import import_optional
+from lagent.errors import EngineUnavailableError, LLMError
+from lagent.llms.base import BaseLLM, LLMRequest
+from lagent.llms.streaming import StopFilter
+from lagent.prompts import ChatTemplate
+from lagent.schema import Chunk, GenerationParams, Response, Usage
+
+__all__ = ['HFTransformer']
+
+logger = logging.getLogger(__name__)
+
+_TORCH_NOTE = 'torch is not part of that extra: install the CPU or CUDA build of torch first, as its guide shows'
+
+
+class HFTransformer(BaseLLM):
+    """A causal language model run in this process by transformers.
+
+    Args:
+        path: A model directory (or hub-style name already in the local cache),
+            or a ``.gguf`` file.
+        meta_template: Role dicts (or a registered name) to render conversations;
+            without one (and without ``chat_template``) the tokenizer's chat
+            template applies.
+        chat_template: A Jinja chat template rendered by lagent instead.
+        gguf_file: The GGUF file inside the ``path`` directory, if the model is one.
+        device: ``'auto'`` (CUDA when available, else CPU), ``'cpu'`` or ``'cuda'``
+            (``'cuda:1'``...).
+        torch_dtype: The weights' dtype (``'auto'``, ``'float32'``, ``torch.bfloat16``...).
+        trust_remote_code: Allow the model directory's own Python code to run.
+        **gen_params: Generation defaults (see :class:`~lagent.llms.base.BaseLLM`);
+            ``seed`` seeds torch's global generator before each call.
+
+    Raises:
+        MissingExtraError: torch or transformers is not installed.
+        EngineUnavailableError: ``device='cuda'`` but no CUDA device is visible.
+    """
+
+    accepts_messages = True
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        meta_template: Sequence[Mapping[str, Any]] | str | None = None,
+        *,
+        chat_template: ChatTemplate | str | None = None,
+        gguf_file: str | None = None,
+        device: str = 'auto',
+        torch_dtype: Any = 'auto',
+        trust_remote_code: bool = False,
+        **gen_params: Any,
+    ):
+        torch = import_optional('torch', package='torch', extra='hf', note=_TORCH_NOTE)
+        transformers = import_optional('transformers', package='transformers', extra='hf')
+        super().__init__(os.fspath(path), meta_template, chat_template=chat_template, **gen_params)
+        source, gguf_file = _split_gguf(Path(path), gguf_file)
+        self.device = _pick_device(torch, device)
+        options: dict[str, Any] = dict(trust_remote_code=trust_remote_code)
+        if gguf_file is not None:
+            options['gguf_file'] = gguf_file
+        self._torch = torch
+        self._transformers = transformers
+        self.tokenizer = transformers.AutoTokenizer.from_pretrained(source, **options)
+        self.model = transformers.AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, **options)
+        self.model.to(self.device)
+        self.model.eval()
+        self._pad_token_id = _pad_token_id(self.tokenizer, self.model)
+
+    # ------------------------------------------------------------------ hooks
+
+    def _stream_prompt(self, prompt: str, params: GenerationParams) -> Iterator[Chunk]:
+        return self._stream_text(prompt, params, add_special_tokens=True)
+
+    def _stream_messages(
+        self,
+        messages: list[dict[str, Any]],
+        params: GenerationParams,
+        *,
+        tools: list[dict[str, Any]] | None = None,
+        tool_choice: str | dict[str, Any] | None = None,
+    ) -> Iterator[Chunk]:
+        return self._stream_text(self._render(messages), params, add_special_tokens=False)
+
+    def _complete_many(self, requests: list[LLMRequest], params: GenerationParams) -> list[Response]:
+        """Generate every request in one left-padded batch."""
+        if len(requests) == 1:
+            return [self._complete(requests[0], params)]
+        if any(request.prompt is not None for request in requests):
+            texts, add_special = [request.prompt or '' for request in requests], True
+        else:
+            texts, add_special = [self._render(request.messages or []) for request in requests], False
+        encoded = self.tokenizer(
+            texts, return_tensors='pt', padding=True, padding_side='left', add_special_tokens=add_special
+        ).to(self.device)
+        prompt_length = encoded['input_ids'].shape[1]
+        with _engine_errors():
+            output = self.model.generate(**encoded, **self._generate_options(params))
+        eos_ids = _eos_ids(self.model)
+        skip = params.skip_special_tokens is not False
+        responses = []
+        for row, attention in zip(output, encoded['attention_mask'], strict=True):
+            new_tokens = row[prompt_length:].tolist()
+            length = next((i + 1 for i, token in enumerate(new_tokens) if token in eos_ids), None)
+            finish_reason = 'length' if length is None else 'stop'
+            new_tokens = new_tokens[: length or len(new_tokens)]
+            text = self.tokenizer.decode(new_tokens, skip_special_tokens=skip)
+            stop = StopFilter(params.stop_words)
+            text = stop.feed(text) + stop.flush()
+            if stop.stopped:
+                finish_reason = 'stop'
+            prompt_tokens = int(attention.sum())
+            usage = Usage(
+                prompt_tokens=prompt_tokens,
+                completion_tokens=len(new_tokens),
+                total_tokens=prompt_tokens + len(new_tokens),
+            )
+            responses.append(Response(text=text, finish_reason=finish_reason, usage=usage))
+        return responses
+
+    def close(self) -> None:
+        """Drop the model and tokenizer (freed once nothing else refers to them)."""
+        self.model = None
+        self.tokenizer = None
+
+    # ------------------------------------------------------------------ helpers
+
+    def _render(self, messages: list[dict[str, Any]]) -> str:
+        self._check_open()
+        return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+    def _stream_text(self, text: str, params: GenerationParams, *, add_special_tokens: bool) -> Iterator[Chunk]:
+        self._check_open()
+        encoded = self.tokenizer(text, return_tensors='pt', add_special_tokens=add_special_tokens).to(self.device)
+        prompt_tokens = encoded['input_ids'].shape[1]
+        streamer = self._transformers.TextIteratorStreamer(
+            self.tokenizer, skip_prompt=True, skip_special_tokens=params.skip_special_tokens is not False
+        )
+        progress = _Progress(self._torch, prompt_tokens)
+        options = self._generate_options(params)
+        options['stopping_criteria'] = self._transformers.StoppingCriteriaList([progress])
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                self.model.generate(**encoded, streamer=streamer, **options)
+            except BaseException as exc:  # raised again in the reading thread
+                failure.append(exc)
+                streamer.end()
+
+        worker = threading.Thread(target=run, name='lagent-hf-generate', daemon=True)
+        worker.start()
+        try:
+            for piece in streamer:
+                if piece:
+                    yield Chunk(piece)
+        finally:
+            progress.cancel.set()
+            worker.join()
+        if failure:
+            raise LLMError(f'transformers generate failed: {failure[0]}') from failure[0]
+        generated = progress.generated
+        finish_reason = 'length' if generated >= params.max_new_tokens else 'stop'
+        usage = Usage(prompt_tokens=prompt_tokens, completion_tokens=generated, total_tokens=prompt_tokens + generated)
+        yield Chunk(finish_reason=finish_reason, usage=usage)
+
+    def _generate_options(self, params: GenerationParams) -> dict[str, Any]:
+        """``generate`` keywords for ``params``."""
+        options: dict[str, Any] = dict(
+            max_new_tokens=params.max_new_tokens,
+            repetition_penalty=params.repetition_penalty,
+            pad_token_id=self._pad_token_id,
+        )
+        if params.greedy:
+            options.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        else:
+            options.update(do_sample=True, temperature=params.temperature, top_p=params.top_p, top_k=params.top_k or 0)
+        if params.ignore_eos:
+            options['min_new_tokens'] = params.max_new_tokens
+        elif params.min_new_tokens:
+            options['min_new_tokens'] = params.min_new_tokens
+        if params.seed is not None:
+            self._transformers.set_seed(params.seed)
+        return options
+
+    def _check_open(self) -> None:
+        if self.model is None:
+            raise EngineUnavailableError(f'{type(self).__name__} is closed')
+
+
+class _Progress:
+    """A stopping criterion that counts generated tokens and stops when cancelled.
+
+    ``generate`` calls it after every new token, in its own thread.
+    """
+
+    def __init__(self, torch: Any, prompt_tokens: int):
+        self._torch = torch
+        self.prompt_tokens = prompt_tokens
+        self.generated = 0
+        self.cancel = threading.Event()
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        self.generated = input_ids.shape[1] - self.prompt_tokens
+        return self._torch.full((input_ids.shape[0],), self.cancel.is_set(), dtype=self._torch.bool)
+
+
+def _split_gguf(path: Path, gguf_file: str | None) -> tuple[str, str | None]:
+    """A ``.gguf`` path becomes (its directory, its name), as transformers wants them."""
+    if gguf_file is None and path.suffix == '.gguf':
+        return str(path.parent), path.name
+    return os.fspath(path), gguf_file
+
+
+def _pick_device(torch: Any, device: str) -> str:
+    if device == 'auto':
+        return 'cuda' if torch.cuda.is_available() else 'cpu'
+    if device.startswith('cuda') and not torch.cuda.is_available():
+        raise EngineUnavailableError(f'device={device!r} was asked for, but torch sees no CUDA device')
+    if device != 'cpu' and not device.startswith('cuda'):
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {device!r}")
+    return device
+
+
+def _eos_ids(model: Any) -> set[int]:
+    eos = model.generation_config.eos_token_id
+    if eos is None:
+        return set()
+    return set(eos) if isinstance(eos, (list, tuple)) else {eos}
+
+
+def _pad_token_id(tokenizer: Any, model: Any) -> int | None:
+    if tokenizer.pad_token_id is not None:
+        return tokenizer.pad_token_id
+    eos = model.generation_config.eos_token_id
+    return eos[0] if isinstance(eos, (list, tuple)) else eos
+
+
+@contextmanager
+def _engine_errors() -> Iterator[None]:
+    try:
+        yield
+    except (RuntimeError, ValueError) as exc:
+        raise LLMError(f'transformers generate failed: {exc}') from exc
