@@ -486,7 +486,10 @@ class HTTPTransport:
         return delay
 
     def close(self) -> None:
-        """Close the sync session, and the async sessions whose event loop has ended."""
+        """Close the sync session, and the async sessions of event loops that are not running.
+
+        The session of a running loop is closed by :meth:`aclose` in that loop.
+        """
         with self._lock:
             session, self._session = self._session, None
         if session is not None:
@@ -494,7 +497,11 @@ class HTTPTransport:
         for loop, async_session in list(self._async_sessions.items()):
             if loop.is_closed():
                 _discard(async_session)
-                self._async_sessions.pop(loop, None)
+            elif not loop.is_running() and not _in_event_loop():
+                loop.run_until_complete(async_session.close())
+            else:
+                continue
+            self._async_sessions.pop(loop, None)
 
     async def aclose(self) -> None:
         """Close the async session of the running event loop, and what :meth:`close` closes."""
@@ -615,6 +622,14 @@ def _min(a: float | None, b: float | None) -> float | None:
     if a is None:
         return b
     return a if b is None else min(a, b)
+
+
+def _in_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _discard(session: aiohttp.ClientSession) -> None:
