@@ -110,13 +110,19 @@ class FunctionSchema:
         return f'Invalid arguments for tool {tool_name!r}: ' + '; '.join(problems) + '. ' + self.describe_expected()
 
 
-def build_function_schema(function: Callable[..., Any], tool_name: str, docstring: ParsedDocstring) -> FunctionSchema:
+def build_function_schema(
+    function: Callable[..., Any],
+    tool_name: str,
+    docstring: ParsedDocstring,
+    namespace: Mapping[str, Any] | None = None,
+) -> FunctionSchema:
     """Build the schema of ``function``'s parameters.
 
     Args:
         function: A plain function, a bound method or a coroutine function.
         tool_name: The tool's name, for error messages and the model's title.
         docstring: The parsed docstring, for parameter descriptions.
+        namespace: Extra names for resolving string annotations.
 
     Raises:
         TypeError: A parameter has no type hint, is ``*args``/``**kwargs``, or
@@ -124,7 +130,7 @@ def build_function_schema(function: Callable[..., Any], tool_name: str, docstrin
     """
     signature = inspect.signature(function)
     try:
-        hints = typing.get_type_hints(function, include_extras=True)
+        hints = typing.get_type_hints(function, localns=dict(namespace or {}), include_extras=True)
     except Exception as exc:  # NameError for an unresolvable forward reference, and others
         raise TypeError(f'cannot resolve the type hints of tool {tool_name!r}: {exc}') from exc
     fields: dict[str, Any] = {}
@@ -152,6 +158,7 @@ def build_function_schema(function: Callable[..., Any], tool_name: str, docstrin
     try:
         model = create_model(_model_name(tool_name), __config__=config, **fields)
         parameters = _strip_titles(model.model_json_schema())
+        parameters.setdefault('required', [])  # always present: one shape for every tool
     except (PydanticSchemaGenerationError, PydanticUserError) as exc:
         raise TypeError(f'cannot build the JSON schema of tool {tool_name!r}: {exc}') from exc
     return FunctionSchema(parameters, model, field_names, tuple(positional_only))

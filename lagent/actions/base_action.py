@@ -13,6 +13,7 @@ renames the tools it already had.
 
 from __future__ import annotations
 
+import inspect
 from types import FunctionType, TracebackType
 from typing import ClassVar
 
@@ -117,5 +118,5 @@ class BaseAction:
         bound = getattr(self, method)
         description = None
         if method == 'run' and not (bound.__doc__ or '').strip():
-            description = (type(self).__doc__ or '').strip() or None
+            description = inspect.getdoc(type(self)) or None
         return Tool(bound, name=tool_name, description=description)

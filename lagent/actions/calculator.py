@@ -30,6 +30,7 @@ _BINARY: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
     ast.Pow: operator.pow,
 }
 _UNARY: dict[type[ast.unaryop], Callable[[Any], Any]] = {ast.UAdd: operator.pos, ast.USub: operator.neg}
+_MAX_PRINTABLE_BITS = 14_000  # 4,215 digits: below the 4,300 digits int-to-str conversion allows
 _CONSTANTS: dict[str, float] = {'pi': math.pi, 'e': math.e, 'tau': math.tau, 'inf': math.inf}
 
 
@@ -85,29 +86,34 @@ class Calculator(BaseAction):
 
     Args:
         max_length: Longest expression accepted, in characters.
-        max_bits: Largest integer result (intermediate ones included), in bits;
+        max_bits: Largest integer result (intermediate ones included), in bits,
+            at most 14,000 (Python prints integers of up to 4,300 digits);
             powers whose result would be larger are refused before computing.
         name: The tool's name (default ``'Calculator'``).
     """
 
     def __init__(self, *, max_length: int = 1000, max_bits: int = 10_000, name: str | None = None):
         super().__init__(name)
+        if not 1 <= max_bits <= _MAX_PRINTABLE_BITS:
+            raise ValueError(f'max_bits must be between 1 and {_MAX_PRINTABLE_BITS}, got {max_bits}')
         self.max_length = max_length
         self.max_bits = max_bits
 
     def run(self, expression: str) -> str:
-        """Evaluate an arithmetic expression and return its value.
+        """Evaluate an arithmetic expression exactly (integers) or to 15 significant
+        digits (floats). Allowed: numbers, + - * / // % ** (power), parentheses,
+        the constants pi, e, tau, inf and the functions abs, round, min, max,
+        sqrt, cbrt, exp, log, log2, log10, sin, cos, tan, asin, acos, atan, atan2,
+        sinh, cosh, tanh, degrees, radians, hypot, floor, ceil, trunc, gcd, lcm,
+        factorial.
 
         Args:
-            expression: A Python-style arithmetic expression, e.g. ``37 * 12`` or
-                ``sqrt(2) * pi``; use ``**`` for powers.
-
-        Returns:
-            The value: integers exactly, floats to 15 significant digits.
+            expression: The expression, e.g. ``37 * 12`` or ``sqrt(2) * pi``.
 
         Raises:
             CalculatorError: The expression uses something not allowed or is too large.
-            ZeroDivisionError, OverflowError: The arithmetic fails.
+            ZeroDivisionError: A division by zero.
+            OverflowError: A float result out of range.
         """
         if len(expression) > self.max_length:
             raise CalculatorError(f'expression is too long ({len(expression)} > {self.max_length} characters)')
@@ -143,9 +149,10 @@ class Calculator(BaseAction):
         raise CalculatorError(f'{type(node).__name__} is not allowed in an arithmetic expression')
 
     def _call(self, node: ast.Call) -> Number:
-        if not isinstance(node.func, ast.Name) or node.func.id not in _FUNCTIONS:
-            shown = node.func.id if isinstance(node.func, ast.Name) else type(node.func).__name__
-            raise CalculatorError(f'unknown function {shown!r}; functions: {", ".join(_FUNCTIONS)}')
+        if not isinstance(node.func, ast.Name):
+            raise CalculatorError(f'only named functions may be called; functions: {", ".join(_FUNCTIONS)}')
+        if node.func.id not in _FUNCTIONS:
+            raise CalculatorError(f'unknown function {node.func.id!r}; functions: {", ".join(_FUNCTIONS)}')
         if node.keywords:
             raise CalculatorError('keyword arguments are not allowed')
         arguments = [self._evaluate(argument) for argument in node.args]

@@ -15,6 +15,8 @@ the tool raised / timed out               ``API_ERROR``          ``FINISH``
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import json
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -126,7 +128,7 @@ class ActionExecutor:
         self, name: str, arguments: Mapping[str, Any] | str | None = None, *, tool_call_id: str | None = None
     ) -> ActionReturn:
         """Async twin of :meth:`execute`: ``async`` tools are awaited, sync tools
-        run in a worker thread, both under the timeout; never raises."""
+        run in a worker thread of their own, both under the timeout; never raises."""
         prepared = self._prepare(name, arguments, tool_call_id)
         if isinstance(prepared, ActionReturn):
             return prepared
@@ -303,9 +305,40 @@ async def _capture(tool: Tool, call: Callable[[], Any]) -> Any:
     try:
         if tool.is_async:
             return await call()
-        return await asyncio.to_thread(call)
+        return await _in_daemon_thread(call)
     except (Exception, SystemExit) as exc:
         return _Raised(exc)
+
+
+async def _in_daemon_thread(call: Callable[[], Any]) -> Any:
+    """Await ``call()`` run in a daemon thread of its own.
+
+    Unlike ``asyncio.to_thread``, an abandoned (timed-out) call does not hold
+    up the event loop's shutdown, which waits for the default executor.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+    context = contextvars.copy_context()
+
+    def settle(value: Any, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(value)
+
+    def target() -> None:
+        value, error = None, None
+        try:
+            value = context.run(call)
+        except BaseException as exc:  # handed to the awaiting task
+            error = exc
+        with contextlib.suppress(RuntimeError):  # the loop closed while the tool ran
+            loop.call_soon_threadsafe(settle, value, error)
+
+    threading.Thread(target=target, name='lagent-tool-call', daemon=True).start()
+    return await future
 
 
 def _call_in_thread(call: Callable[[], Any], timeout: float | None) -> Any:

@@ -22,6 +22,7 @@ import functools
 import inspect
 import json
 import re
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any, overload
 
@@ -48,6 +49,9 @@ class Tool:
             ``^[a-zA-Z0-9_-]{1,64}$``.
         description: What the tool does; defaults to the docstring's text before
             its first section (``Args:``, ``Returns:``...).
+        namespace: Extra names for resolving string annotations (those of
+            ``from __future__ import annotations``) besides the function's
+            module; :func:`tool` passes its caller's local names.
 
     Raises:
         TypeError: A parameter has no type hint, is ``*args``/``**kwargs``, or
@@ -55,7 +59,14 @@ class Tool:
         ValueError: The name is not a valid tool name, or there is no description.
     """
 
-    def __init__(self, function: Callable[..., Any], *, name: str | None = None, description: str | None = None):
+    def __init__(
+        self,
+        function: Callable[..., Any],
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        namespace: Mapping[str, Any] | None = None,
+    ):
         if not callable(function):
             raise TypeError(f'a tool wraps a function, got {type(function).__name__}')
         self.function = function
@@ -73,7 +84,7 @@ class Tool:
             )
         self.is_async: bool = inspect.iscoroutinefunction(function)
         """Whether calling the function returns a coroutine."""
-        self._schema: FunctionSchema = build_function_schema(function, self.name, docstring)
+        self._schema: FunctionSchema = build_function_schema(function, self.name, docstring, namespace)
         functools.update_wrapper(self, function)
 
     @property
@@ -164,6 +175,7 @@ def tool(
         TypeError: When decorating: a parameter has no type hint or an unsupported type.
         ValueError: When decorating: an invalid name, or no description.
     """
+    namespace = sys._getframe(1).f_locals  # so that hints may name classes local to the caller
     if function is not None:
-        return Tool(function, name=name, description=description)
-    return functools.partial(Tool, name=name, description=description)
+        return Tool(function, name=name, description=description, namespace=namespace)
+    return functools.partial(Tool, name=name, description=description, namespace=namespace)
