@@ -293,3 +293,18 @@ def test_register_template_rejects_duplicates_bad_patterns_and_bad_templates():
 def test_get_template_names_the_registered_ones():
     with pytest.raises(ValueError, match=r"unknown template 'nope'.*chatml.*llama3"):
         get_template('nope')
+
+
+def test_deepseek3_differs_from_the_official_r1_template_only_where_documented():
+    deepseek3 = get_template('deepseek3')
+    official_prompt = render_official(official.DEEPSEEK_R1_DISTILL, CONVERSATION)
+    # the official opens the reply with a thinking block; we leave that to the caller
+    assert official_prompt == deepseek3.render(CONVERSATION) + '<think>\n'
+    # and it drops past reasoning, which we keep
+    with_reasoning = [
+        *CONVERSATION[:2],
+        {'role': 'assistant', 'content': '<think>hmm</think>Hi there.'},
+        CONVERSATION[3],
+    ]
+    assert render_official(official.DEEPSEEK_R1_DISTILL, with_reasoning) == official_prompt
+    assert '<think>hmm</think>' in deepseek3.render(with_reasoning)
