@@ -10,7 +10,7 @@ import pytest
 from lagent.llms.default_model import smollm2_gguf_path
 from tests.fixtures.servers import llamacpp_server
 
-pytest_plugins = ['tests.llms.engines']
+pytest_plugins = ['tests.llms.engines', 'tests.llms.engines_http']
 
 
 @pytest.fixture(scope='session')

@@ -13,8 +13,8 @@ import pytest
 
 from lagent.llms.scripted import ScriptedLLM
 
-ENGINES = ['scripted']
-TOKEN_COUNTING_ENGINES: list[str] = []
+ENGINES = ['scripted', 'openai', 'lmdeploy_client']
+TOKEN_COUNTING_ENGINES: list[str] = ['openai', 'lmdeploy_client']
 
 
 def _deterministic_reply(request: object) -> str:
