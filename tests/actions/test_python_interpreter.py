@@ -1,0 +1,255 @@
+"""``PythonInterpreter``: notebook-cell semantics, and attacks contained within their limits.
+
+Every attack must come back as an ``ActionReturn`` within its limit and leave
+no process behind.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from lagent.actions import ActionExecutor, PythonInterpreter
+from lagent.schema import ActionReturn, ActionStatusCode
+
+
+@pytest.fixture(scope='module')
+def interpreter() -> PythonInterpreter:
+    return PythonInterpreter(timeout=5)
+
+
+def _ok(result: ActionReturn) -> str:
+    assert result.state == ActionStatusCode.SUCCESS, result.errmsg
+    return result.format_result()
+
+
+def _failed(result: ActionReturn) -> str:
+    assert result.state == ActionStatusCode.API_ERROR, result.result
+    return result.errmsg
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f'/proc/{pid}/stat').read_text()
+    except OSError:
+        return False
+    return stat.rsplit(')', 1)[1].split()[0] != 'Z'
+
+
+def _processes_in_group(pgid: int) -> list[int]:
+    found = []
+    for entry in os.listdir('/proc'):
+        if entry.isdigit():
+            try:
+                fields = Path(f'/proc/{entry}/stat').read_text().rsplit(')', 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid:
+                found.append(int(entry))
+    return found
+
+
+# --------------------------------------------------------------------------- notebook-cell semantics
+
+
+def test_stdout_then_the_last_expression(interpreter: PythonInterpreter):
+    assert _ok(interpreter.run('print("hi")\n6 * 7')) == 'hi\n42'
+    assert _ok(interpreter.run('x = [1, 2]\nx')) == '[1, 2]'
+    assert _ok(interpreter.run('"text"')) == "'text'"
+
+
+def test_no_value_for_statements_or_none(interpreter: PythonInterpreter):
+    assert _ok(interpreter.run('x = 1')) == '(no output)'
+    assert _ok(interpreter.run('None')) == '(no output)'
+    assert _ok(interpreter.run('for i in range(2):\n    print(i)')) == '0\n1'
+
+
+def test_stderr_is_reported_after_stdout(interpreter: PythonInterpreter):
+    code = 'import sys\nprint("out")\nsys.stderr.write("careful\\n")\n1'
+    assert _ok(interpreter.run(code)) == 'out\n[stderr]\ncareful\n1'
+
+
+def test_unicode(interpreter: PythonInterpreter):
+    assert _ok(interpreter.run('print("héllo ✓")\n"日本"')) == "héllo ✓\n'日本'"
+
+
+def test_exception_gives_the_traceback_tail_of_the_cell_only(interpreter: PythonInterpreter):
+    errmsg = _failed(interpreter.run('print("before")\ndef f():\n    return 1 / 0\nf()'))
+    assert errmsg.startswith('before\nTraceback (most recent call last):')
+    assert 'File "<cell>", line 4, in <module>' in errmsg
+    assert 'File "<cell>", line 3, in f' in errmsg
+    assert errmsg.endswith('ZeroDivisionError: division by zero')
+    assert 'run_cell' not in errmsg and 'CHILD_PROGRAM' not in errmsg
+
+
+def test_syntax_error(interpreter: PythonInterpreter):
+    errmsg = _failed(interpreter.run('def broken(:\n    pass'))
+    assert 'File "<cell>", line 1' in errmsg
+    assert errmsg.endswith('SyntaxError: invalid syntax')
+
+
+def test_sys_exit(interpreter: PythonInterpreter):
+    assert _ok(interpreter.run('print(1)\nimport sys\nsys.exit(0)')) == '1'
+    assert _failed(interpreter.run('raise SystemExit(2)')) == 'SystemExit: 2'
+
+
+def test_every_call_is_fresh(interpreter: PythonInterpreter):
+    _ok(interpreter.run('secret_value = 1'))
+    assert _failed(interpreter.run('secret_value')).endswith("NameError: name 'secret_value' is not defined")
+
+
+def test_stdin_is_empty(interpreter: PythonInterpreter):
+    assert _failed(interpreter.run('input()')).endswith('EOFError: EOF when reading a line')
+
+
+def test_through_the_executor(interpreter: PythonInterpreter):
+    executor = ActionExecutor([interpreter], timeout=30)
+    assert executor.names == ['PythonInterpreter']
+    result = executor.execute('PythonInterpreter', {'code': 'sum(range(10))'}, tool_call_id='c1')
+    assert (result.type, result.args, result.tool_call_id, result.format_result()) == (
+        'PythonInterpreter',
+        {'code': 'sum(range(10))'},
+        'c1',
+        '45',
+    )
+    failure = executor.execute('PythonInterpreter', {'code': 'raise KeyError("k")'})
+    assert (failure.type, failure.state) == ('PythonInterpreter', ActionStatusCode.API_ERROR)
+    assert failure.errmsg.endswith("KeyError: 'k'")
+
+
+# --------------------------------------------------------------------------- attacks
+
+
+def test_infinite_loop_is_killed_at_the_wall_clock_limit():
+    started = time.monotonic()
+    errmsg = _failed(PythonInterpreter(timeout=1).run('while True:\n    pass'))
+    assert time.monotonic() - started < 4
+    assert errmsg == 'timed out after 1s (wall-clock limit); the process was killed'
+
+
+def test_sleeping_code_is_killed_too_and_keeps_its_output():
+    errmsg = _failed(PythonInterpreter(timeout=1).run('import time\nprint("started")\ntime.sleep(60)'))
+    assert errmsg == 'started\ntimed out after 1s (wall-clock limit); the process was killed'
+
+
+def test_allocating_8_gb_fails_with_memory_error():
+    interpreter = PythonInterpreter(timeout=5, memory_mb=256)
+    assert _failed(interpreter.run('block = bytearray(8 * 2**30)')).endswith('MemoryError')
+    growing = 'chunks = []\nwhile True:\n    chunks.append(bytearray(2**20))'
+    assert _failed(interpreter.run(growing)).endswith('MemoryError')
+
+
+def test_cpu_time_limit():
+    started = time.monotonic()
+    errmsg = _failed(PythonInterpreter(timeout=20, cpu_seconds=1).run('while True:\n    pass'))
+    assert time.monotonic() - started < 10
+    assert errmsg == 'killed by SIGXCPU: CPU time limit exceeded'
+
+
+def test_file_size_limit():
+    code = 'with open("big", "wb") as f:\n    f.write(b"x" * (2 * 2**20))'
+    assert _failed(PythonInterpreter(file_size_mb=1).run(code)).endswith('OSError: [Errno 27] File too large')
+
+
+def test_fork_bomb_is_contained_and_leaves_no_process():
+    code = '\n'.join(
+        [
+            'import os, time',
+            'print("group", os.getpgid(0), flush=True)',
+            'if os.fork() == 0:',  # a process that leaves the group, then hides
+            '    os.setsid()',
+            '    print("escaped", os.getpid(), flush=True)',
+            '    time.sleep(600)',
+            '    os._exit(0)',
+            'while True:',
+            '    try:',
+            '        os.fork()',
+            '    except OSError:',
+            '        pass',
+        ]
+    )
+    started = time.monotonic()
+    errmsg = _failed(PythonInterpreter(timeout=2, max_processes=8).run(code))
+    assert time.monotonic() - started < 8
+    assert errmsg.endswith('timed out after 2s (wall-clock limit); the process was killed')
+    group = int(re.search(r'^group (\d+)$', errmsg, re.MULTILINE).group(1))
+    escaped = int(re.search(r'^escaped (\d+)$', errmsg, re.MULTILINE).group(1))
+    assert _processes_in_group(group) == []
+    assert not _alive(escaped)
+
+
+def test_background_processes_do_not_outlive_the_call(interpreter: PythonInterpreter):
+    code = 'import subprocess\nproc = subprocess.Popen(["sleep", "600"], start_new_session=True)\nproc.pid'
+    pid = int(_ok(interpreter.run(code)))
+    assert not _alive(pid)
+
+
+def test_the_parents_environment_is_not_visible(interpreter: PythonInterpreter, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv('LAGENT_TEST_SECRET', 'sk-do-not-leak-123')
+    code = 'import os\nprint(sorted(os.environ))\nos.environ.get("LAGENT_TEST_SECRET")'
+    output = _ok(interpreter.run(code))
+    assert output == "['HOME', 'LANG', 'LC_ALL', 'PATH', 'TMPDIR']"
+    assert 'sk-do-not-leak' not in _ok(interpreter.run('import os\nopen("/proc/%d/environ" % os.getppid()).read()'))
+
+
+def test_the_parents_process_memory_and_environ_are_out_of_reach_when_run_as_another_user(
+    interpreter: PythonInterpreter, monkeypatch: pytest.MonkeyPatch
+):
+    if interpreter.run_as is None:
+        pytest.skip('the sandbox runs as the parent user (not root): /proc/<parent>/environ is readable, as documented')
+    monkeypatch.setenv('LAGENT_TEST_SECRET', 'sk-do-not-leak-123')
+    errmsg = _failed(interpreter.run(f'open("/proc/{os.getpid()}/environ").read()'))
+    assert errmsg.endswith(f"PermissionError: [Errno 13] Permission denied: '/proc/{os.getpid()}/environ'")
+
+
+def test_scratch_directory_is_the_cwd_and_home_and_is_removed(interpreter: PythonInterpreter):
+    code = 'import os\nopen("notes.txt", "w").write("x")\nprint(os.getcwd())\nos.environ["HOME"] == os.getcwd()'
+    first = _ok(interpreter.run(code)).splitlines()
+    second = _ok(interpreter.run(code)).splitlines()
+    assert first[1] == second[1] == 'True'
+    assert first[0] != second[0]
+    assert Path(first[0]).name.startswith('lagent-sandbox-')
+    assert not Path(first[0]).exists() and not Path(second[0]).exists()
+
+
+def test_scratch_directory_is_removed_even_when_made_unwritable(interpreter: PythonInterpreter):
+    code = 'import os\nos.makedirs("a/b")\nopen("a/b/f", "w").close()\nos.chmod("a/b", 0)\nos.chmod("a", 0o500)\nos.getcwd()'
+    scratch = _ok(interpreter.run(code)).strip("'")
+    assert not Path(scratch).exists()
+
+
+def test_writing_outside_the_scratch_directory(interpreter: PythonInterpreter, tmp_path: Path):
+    """Documented: rlimits do not confine writes. A sandbox running as another
+    user (the parent is root) cannot write to the parent's private directories;
+    world-writable places such as /tmp stay writable."""
+    if interpreter.run_as is None:
+        pytest.skip('the sandbox runs as the parent user: it can write wherever the parent can, as documented')
+    target = tmp_path / 'owned-by-parent'
+    target.mkdir(mode=0o700)
+    errmsg = _failed(interpreter.run(f'open({str(target / "x")!r}, "w").write("pwned")'))
+    assert errmsg.endswith('Permission denied: ' + repr(str(target / 'x')))
+    assert not (target / 'x').exists()
+
+
+def test_output_flood_is_truncated():
+    interpreter = PythonInterpreter(timeout=5, max_output_chars=1000)
+    output = _ok(interpreter.run('print("x" * 10**7)\n"v" * 10**6'))
+    stdout, value = output.split('\n... [output truncated]\n')
+    assert stdout == 'x' * 1000
+    assert value.startswith("'vvv") and value.endswith('... [999002 more characters]')
+    assert len(value) < 1100
+
+
+def test_endless_output_is_bounded_and_stopped():
+    errmsg = _failed(PythonInterpreter(timeout=1, max_output_chars=500).run('while True:\n    print("y" * 1000)'))
+    assert errmsg.startswith('y' * 500 + '\n... [output truncated]')
+    assert errmsg.endswith('timed out after 1s (wall-clock limit); the process was killed')
+
+
+def test_invalid_limits():
+    with pytest.raises(ValueError, match='timeout must be positive'):
+        PythonInterpreter(timeout=0)
