@@ -103,7 +103,7 @@ register_template(
         dict(role='assistant', begin='', end=' </s><s>', generate=True),
     ],
     stop_words=['</s>'],
-    patterns=[r'llama-?2'],
+    patterns=[r'llama-?2(?!\d)', r'codellama'],
     reference='https://huggingface.co/meta-llama/Llama-2-7b-chat-hf/blob/main/tokenizer_config.json',
 )
 
@@ -125,7 +125,7 @@ register_template(
         dict(role='tool', begin='<|start_header_id|>ipython<|end_header_id|>\n\n', end='<|eot_id|>'),
     ],
     stop_words=['<|eot_id|>', '<|eom_id|>', '<|end_of_text|>'],
-    patterns=[r'llama-?3'],
+    patterns=[r'llama-?3(?!\d)'],
     reference='https://huggingface.co/meta-llama/Meta-Llama-3-8B-Instruct/blob/main/tokenizer_config.json',
 )
 
@@ -190,7 +190,8 @@ register_template(
     reference='https://huggingface.co/google/gemma-2-9b-it/blob/main/tokenizer_config.json',
 )
 
-# DeepSeek LLM chat and DeepSeek-V2 / V2.5: `SYSTEM\n\nUser: ...\n\nAssistant: ...<｜end▁of▁sentence｜>`.
+# DeepSeek LLM chat and DeepSeek-V2 / V2.5 / Coder-V2: `SYSTEM\n\nUser: ...\n\nAssistant: ...<｜end▁of▁sentence｜>`.
+# (DeepSeek-Coder v1 has a format of its own; the `deepseek-ai` organisation name alone says nothing.)
 # https://huggingface.co/deepseek-ai/DeepSeek-V2-Lite-Chat/blob/main/tokenizer_config.json
 register_template(
     'deepseek',
@@ -200,7 +201,7 @@ register_template(
         dict(role='assistant', begin='Assistant:', end='<｜end▁of▁sentence｜>', generate=True),
     ],
     stop_words=['<｜end▁of▁sentence｜>'],
-    patterns=[r'deepseek'],
+    patterns=[r'deepseek(?!-?(coder|ai\b))', r'deepseek-?coder-?v2'],
     reference='https://huggingface.co/deepseek-ai/DeepSeek-V2-Lite-Chat/blob/main/tokenizer_config.json',
 )
 

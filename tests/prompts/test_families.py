@@ -253,6 +253,8 @@ def test_templates_leave_out_bos_tokens():
         ('baichuan-inc/Baichuan2-13B-Chat', 'baichuan2'),
         ('THUDM/glm-4-9b-chat', 'glm4'),
         ('C:\\models\\Qwen2-0.5B-Instruct\\', 'qwen'),
+        ('codellama/CodeLlama-34b-Instruct-hf', 'llama2'),
+        ('deepseek-ai/DeepSeek-Coder-V2-Lite-Instruct', 'deepseek'),
     ],
 )
 def test_match_template(model, family):
@@ -260,7 +262,18 @@ def test_match_template(model, family):
     assert spec is not None and spec.name == family
 
 
-@pytest.mark.parametrize('model', ['gpt2', 'bert-base-uncased', 'EleutherAI/pythia-70m', 'yield-model', 'kiyi-7b'])
+@pytest.mark.parametrize(
+    'model',
+    [
+        'gpt2',
+        'bert-base-uncased',
+        'EleutherAI/pythia-70m',
+        'yield-model',
+        'kiyi-7b',
+        'huggyllama/llama-30b',
+        'deepseek-ai/deepseek-coder-6.7b-instruct',
+    ],
+)
 def test_match_template_returns_none_for_unknown_families(model):
     assert match_template(model) is None
 
