@@ -12,10 +12,11 @@ them, its comment says what we chose instead:
   SmolLM2): we inject nothing, so pass the system message yourself to match;
 * the system prompt folded into the first user turn (Llama 2, Mistral): the
   system text opens its own ``[INST]`` block instead;
-* a space that separates the assistant's role marker from its text in past
-  turns but not in the generation prompt (Llama 2, Mistral, Vicuna,
-  DeepSeek): we render the generation prompt exactly (no trailing space, which
-  would change the first generated token) and leave that space out of past turns.
+* a space or newline that separates the assistant's role marker from its
+  text in past turns but not in the generation prompt (Llama 2, Mistral,
+  Vicuna, DeepSeek, GLM-4): we render the generation prompt exactly (a
+  trailing space would change the first generated token) and leave that
+  separator out of past turns.
 
 Registration order matters to :func:`~lagent.prompts.match_template`: the
 family registered last wins, so specific families come after generic ones.
@@ -234,15 +235,16 @@ register_template(
     reference='https://huggingface.co/01-ai/Yi-34B-Chat/blob/main/tokenizer_config.json',
 )
 
-# GLM-4 chat: `<|role|>\ncontent` with no end markers; tool results come back as `observation`.
-# The `[gMASK]<sop>` prefix is left to the engine, like a BOS token.
+# GLM-4 chat: `<|role|>\ncontent` with no end markers; tool results come back as `observation`. The
+# generation prompt is a bare `<|assistant|>` (the model writes the newline). The `[gMASK]<sop>` prefix is
+# left to the engine, like a BOS token.
 # https://huggingface.co/THUDM/glm-4-9b-chat/blob/main/tokenizer_config.json
 register_template(
     'glm4',
     [
         dict(role='system', begin='<|system|>\n', end=''),
         dict(role='user', begin='<|user|>\n', end=''),
-        dict(role='assistant', begin='<|assistant|>\n', end='', generate=True),
+        dict(role='assistant', begin='<|assistant|>', end='', generate=True),
         dict(role='tool', begin='<|observation|>\n', end=''),
     ],
     stop_words=['<|user|>', '<|observation|>', '<|endoftext|>'],

@@ -173,7 +173,7 @@ GLM4 = (
     "\n\n# 可用工具{% set tools = item['tools'] %}{% for tool in tools %}{% if tool['type'] == 'function' %}\n\n"
     "## {{ tool['function']['name'] }}\n\n{{ tool['function'] | tojson(indent=4) }}\n......{% endif %}{% endfor %}"
     "{% endif %}{% if item['content'] %}<|{{ item['role'] }}|>{{ item['metadata'] }}\n{{ item['content'] }}"
-    '{% endif %}{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}',
+    '{% endif %}{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}',
 )
 
 # Baichuan 2 publishes no Jinja template (its reference is `build_chat_input` in generation_utils.py); this is

@@ -77,8 +77,8 @@ GOLDEN = {
     ),
     'baichuan2': 'You are a helpful assistant.<reserved_106>Hello!<reserved_107>Hi there.<reserved_106>Who are you?<reserved_107>',
     'glm4': (
-        '<|system|>\nYou are a helpful assistant.<|user|>\nHello!<|assistant|>\nHi there.'
-        '<|user|>\nWho are you?<|assistant|>\n'
+        '<|system|>\nYou are a helpful assistant.<|user|>\nHello!<|assistant|>Hi there.'
+        '<|user|>\nWho are you?<|assistant|>'
     ),
 }
 
@@ -144,9 +144,11 @@ def test_same_as_the_official_template(name, source):
     assert get_template(name).render(CONVERSATION) == render_official(source, CONVERSATION)
 
 
-def test_glm4_is_the_official_template_without_its_prefix_tokens():
-    rendered = render_official(official.GLM4, CONVERSATION)
-    assert rendered == '[gMASK]<sop>' + get_template('glm4').render(CONVERSATION)
+def test_glm4_differs_from_the_official_template_only_where_documented():
+    glm4 = get_template('glm4')
+    assert render_official(official.GLM4, CONVERSATION[:2]) == '[gMASK]<sop>' + glm4.render(CONVERSATION[:2])
+    expected = render_official(official.GLM4, CONVERSATION)
+    assert expected == '[gMASK]<sop>' + glm4.render(CONVERSATION).replace('<|assistant|>Hi', '<|assistant|>\nHi')
 
 
 def test_qwen_official_template_adds_a_default_system_prompt_we_leave_to_the_caller():
