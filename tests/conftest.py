@@ -10,7 +10,12 @@ import pytest
 from lagent.llms.default_model import smollm2_gguf_path
 from tests.fixtures.servers import llamacpp_server
 
-pytest_plugins = ['tests.llms.engines', 'tests.llms.engines_http']
+pytest_plugins = [
+    'tests.llms.engines',
+    'tests.llms.engines_local',
+    'tests.llms.engines_http',
+    'tests.llms.engines_triton',
+]
 
 
 @pytest.fixture(scope='session')

@@ -72,18 +72,44 @@ class HFTransformer(BaseLLM):
         torch = import_optional('torch', package='torch', extra='hf', note=_TORCH_NOTE)
         transformers = import_optional('transformers', package='transformers', extra='hf')
         super().__init__(os.fspath(path), meta_template, chat_template=chat_template, **gen_params)
+        device = _pick_device(torch, device)  # before the slow load
         source, gguf_file = _split_gguf(Path(path), gguf_file)
-        self.device = _pick_device(torch, device)
         options: dict[str, Any] = dict(trust_remote_code=trust_remote_code)
         if gguf_file is not None:
             options['gguf_file'] = gguf_file
-        self._torch = torch
-        self._transformers = transformers
-        self.tokenizer = transformers.AutoTokenizer.from_pretrained(source, **options)
-        self.model = transformers.AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, **options)
-        self.model.to(self.device)
-        self.model.eval()
-        self._pad_token_id = _pad_token_id(self.tokenizer, self.model)
+        tokenizer = transformers.AutoTokenizer.from_pretrained(source, **options)
+        model = transformers.AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, **options)
+        self._attach(torch, transformers, model, tokenizer, device)
+
+    @classmethod
+    def from_loaded(
+        cls,
+        model: Any,
+        tokenizer: Any,
+        meta_template: Sequence[Mapping[str, Any]] | str | None = None,
+        *,
+        chat_template: ChatTemplate | str | None = None,
+        device: str = 'auto',
+        **gen_params: Any,
+    ) -> HFTransformer:
+        """Wrap a model and tokenizer that are already loaded (several engines may share them).
+
+        Args:
+            model: A transformers causal language model.
+            tokenizer: Its tokenizer.
+            meta_template: As for the constructor.
+            chat_template: As for the constructor.
+            device: Where the model runs (it is moved there): ``'auto'``, ``'cpu'`` or ``'cuda[:N]'``.
+            **gen_params: Generation defaults.
+        """
+        torch = import_optional('torch', package='torch', extra='hf', note=_TORCH_NOTE)
+        transformers = import_optional('transformers', package='transformers', extra='hf')
+        llm = cls.__new__(cls)
+        BaseLLM.__init__(
+            llm, getattr(model, 'name_or_path', None), meta_template, chat_template=chat_template, **gen_params
+        )
+        llm._attach(torch, transformers, model, tokenizer, device)
+        return llm
 
     # ------------------------------------------------------------------ hooks
 
@@ -142,6 +168,15 @@ class HFTransformer(BaseLLM):
         self.tokenizer = None
 
     # ------------------------------------------------------------------ helpers
+
+    def _attach(self, torch: Any, transformers: Any, model: Any, tokenizer: Any, device: str) -> None:
+        self._torch = torch
+        self._transformers = transformers
+        self.device = _pick_device(torch, device)
+        self.tokenizer = tokenizer
+        self.model = model.to(self.device)
+        self.model.eval()
+        self._pad_token_id = _pad_token_id(tokenizer, model)
 
     def _render(self, messages: list[dict[str, Any]]) -> str:
         self._check_open()

@@ -1,0 +1,369 @@
+"""``LMDeployPipeline``: lmdeploy's inference engine (TurboMind or PyTorch) in process.
+
+lmdeploy runs on CUDA (and, with the PyTorch backend, a few other accelerators)
+only, so the device is checked before lmdeploy is imported: without one the
+constructor raises :class:`~lagent.errors.EngineUnavailableError`.
+
+How the lagent contract maps onto lmdeploy:
+
+* prompts are sent with ``do_preprocess=False`` (lagent rendered them);
+  conversations without a lagent template go as messages and lmdeploy applies
+  the model's chat template;
+* ``stream``/``stream_chat`` use ``Pipeline.stream_infer`` with a session of
+  their own, aborted when the stream is closed early; batches use ``infer``;
+* the async methods drive the engine's own async API (``preprocess`` +
+  ``generate`` from lmdeploy 0.16, ``generate`` before) on the pipeline's event
+  loop, so no worker thread waits on a blocking iterator.
+
+The translation of settings into lmdeploy's config classes is done by the pure
+functions :func:`engine_config_fields` and :func:`generation_config_fields`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from typing import Any
+
+from lagent._optional import import_optional
+from lagent.errors import EngineUnavailableError, LLMError
+from lagent.llms.base import BaseLLM, LLMRequest
+from lagent.llms.streaming import StopFilter
+from lagent.prompts import ChatTemplate
+from lagent.schema import Chunk, GenerationParams, Response, Usage
+
+__all__ = ['LMDeployPipeline', 'engine_config_fields', 'generation_config_fields']
+
+logger = logging.getLogger(__name__)
+
+BACKENDS = ('turbomind', 'pytorch')
+"""lmdeploy's engines."""
+MIN_VERSION = (0, 12)
+"""The oldest lmdeploy this engine speaks to."""
+PREPROCESS_API_VERSION = (0, 16)
+"""From this lmdeploy version on, the async engine takes ``preprocess`` then ``generate``."""
+
+_FINISH_REASONS = {'stop': 'stop', 'length': 'length', 'abort': 'stop'}
+_END = object()
+
+
+def engine_config_fields(
+    *,
+    tp: int = 1,
+    session_len: int | None = None,
+    cache_max_entry_count: float | None = None,
+    pipeline_cfg: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The fields of lmdeploy's engine config (``TurbomindEngineConfig`` or
+    ``PytorchEngineConfig``) for the constructor keywords.
+
+    ``pipeline_cfg`` holds any further engine-config fields; the named keywords
+    win over it, and ``None`` keeps lmdeploy's default.
+    """
+    fields = dict(pipeline_cfg or {})
+    fields['tp'] = tp
+    if session_len is not None:
+        fields['session_len'] = session_len
+    if cache_max_entry_count is not None:
+        fields['cache_max_entry_count'] = cache_max_entry_count
+    return fields
+
+
+def generation_config_fields(params: GenerationParams) -> dict[str, Any]:
+    """The fields of lmdeploy's ``GenerationConfig`` for lagent's generation settings.
+
+    Sampling is on unless ``temperature`` is 0 (greedy); special tokens are kept
+    by default (``skip_special_tokens=False``) so that tool-call markers survive.
+    """
+    fields: dict[str, Any] = dict(
+        max_new_tokens=params.max_new_tokens,
+        do_sample=not params.greedy,
+        temperature=params.temperature,
+        top_p=params.top_p,
+        top_k=params.top_k or 0,
+        repetition_penalty=params.repetition_penalty,
+        ignore_eos=params.ignore_eos,
+        skip_special_tokens=bool(params.skip_special_tokens),
+        stop_words=list(params.stop_words) or None,
+        random_seed=params.seed,
+    )
+    if params.min_new_tokens is not None:
+        fields['min_new_tokens'] = params.min_new_tokens
+    return fields
+
+
+def require_device(pipeline_cfg: Mapping[str, Any] | None, backend: str) -> None:
+    """Raise :class:`EngineUnavailableError` unless lmdeploy has a device to run on.
+
+    The PyTorch backend may name another accelerator (``device_type``); then
+    lmdeploy checks it itself. Otherwise a CUDA device must be visible to torch.
+    """
+    device_type = (pipeline_cfg or {}).get('device_type', 'cuda')
+    if backend == 'pytorch' and device_type != 'cuda':
+        return
+    torch = import_optional(
+        'torch', package='torch', extra='lmdeploy', note='install the CUDA build of torch that lmdeploy supports'
+    )
+    if not torch.cuda.is_available():
+        raise EngineUnavailableError(
+            'LMDeployPipeline needs a CUDA device and torch sees none; without a GPU use LlamaCpp or '
+            'HFTransformer, or LMDeployClient against an lmdeploy server running elsewhere'
+        )
+
+
+class LMDeployPipeline(BaseLLM):
+    """lmdeploy's inference engine run in this process.
+
+    Args:
+        path: A model directory or a model name lmdeploy can load.
+        model_name: The name of lmdeploy's chat template for the model, when
+            lmdeploy cannot tell it from the path (``ChatTemplateConfig``).
+        tp: Tensor-parallel degree (number of GPUs).
+        pipeline_cfg: Further engine-config fields (``max_batch_size``,
+            ``quant_policy``, ``device_type``...); unknown names raise ``ValueError``.
+        meta_template: Role dicts (or a registered name) to render conversations
+            here; without one (and without ``chat_template``) lmdeploy applies
+            the model's own chat template.
+        chat_template: A Jinja chat template rendered by lagent instead.
+        backend: ``'turbomind'`` or ``'pytorch'``.
+        session_len: Most tokens of one sequence (prompt and reply); ``None``:
+            lmdeploy's default for the model.
+        cache_max_entry_count: Fraction of free GPU memory for the KV cache.
+        **gen_params: Generation defaults (see :class:`~lagent.llms.base.BaseLLM`).
+
+    Raises:
+        EngineUnavailableError: No CUDA device, or an lmdeploy older than 0.12.
+        MissingExtraError: lmdeploy (or torch) is not installed.
+        ValueError: An unknown backend or engine-config field.
+    """
+
+    accepts_messages = True
+
+    def __init__(
+        self,
+        path: str,
+        model_name: str | None = None,
+        tp: int = 1,
+        pipeline_cfg: Mapping[str, Any] | None = None,
+        meta_template: Sequence[Mapping[str, Any]] | str | None = None,
+        *,
+        chat_template: ChatTemplate | str | None = None,
+        backend: str = 'turbomind',
+        session_len: int | None = None,
+        cache_max_entry_count: float | None = None,
+        **gen_params: Any,
+    ):
+        super().__init__(path, meta_template, chat_template=chat_template, **gen_params)
+        if backend not in BACKENDS:
+            raise ValueError(f'backend must be one of {BACKENDS}, got {backend!r}')
+        require_device(pipeline_cfg, backend)
+        lmdeploy = import_optional('lmdeploy', package='lmdeploy', extra='lmdeploy')
+        version = _version_tuple(lmdeploy.__version__)
+        if version < MIN_VERSION:
+            raise EngineUnavailableError(f'lmdeploy {lmdeploy.__version__} is too old; lagent needs lmdeploy >= 0.12')
+        self._preprocess_api = version >= PREPROCESS_API_VERSION
+        self._messages = import_optional('lmdeploy.messages', package='lmdeploy', extra='lmdeploy')
+        fields = engine_config_fields(
+            tp=tp, session_len=session_len, cache_max_entry_count=cache_max_entry_count, pipeline_cfg=pipeline_cfg
+        )
+        config_class = (
+            self._messages.TurbomindEngineConfig if backend == 'turbomind' else self._messages.PytorchEngineConfig
+        )
+        backend_config = _build(config_class, fields, what=f'{backend} engine config')
+        template_config = None
+        if model_name is not None:
+            template_config = lmdeploy.ChatTemplateConfig(model_name=model_name)
+        self.backend = backend
+        self.pipe = lmdeploy.pipeline(path, backend_config=backend_config, chat_template_config=template_config)
+
+    # ------------------------------------------------------------------ hooks
+
+    def _stream_prompt(self, prompt: str, params: GenerationParams) -> Iterator[Chunk]:
+        return self._stream(prompt, params, do_preprocess=False)
+
+    def _stream_messages(
+        self,
+        messages: list[dict[str, Any]],
+        params: GenerationParams,
+        *,
+        tools: list[dict[str, Any]] | None = None,
+        tool_choice: str | dict[str, Any] | None = None,
+    ) -> Iterator[Chunk]:
+        return self._stream(messages, params, do_preprocess=True)
+
+    def _astream_prompt(self, prompt: str, params: GenerationParams) -> AsyncIterator[Chunk]:
+        return self._astream(prompt, params, do_preprocess=False)
+
+    def _astream_messages(
+        self,
+        messages: list[dict[str, Any]],
+        params: GenerationParams,
+        *,
+        tools: list[dict[str, Any]] | None = None,
+        tool_choice: str | dict[str, Any] | None = None,
+    ) -> AsyncIterator[Chunk]:
+        return self._astream(messages, params, do_preprocess=True)
+
+    def _complete_many(self, requests: list[LLMRequest], params: GenerationParams) -> list[Response]:
+        """Answer a batch with one ``infer`` call (lmdeploy batches it on the GPU)."""
+        prompts = [request.prompt for request in requests]
+        if all(prompt is not None for prompt in prompts):
+            inputs, do_preprocess = prompts, False
+        elif all(prompt is None for prompt in prompts):
+            inputs, do_preprocess = [request.messages for request in requests], True
+        else:
+            return super()._complete_many(requests, params)
+        with _engine_errors():
+            outputs = self._pipe().infer(
+                inputs, gen_config=self._generation_config(params), do_preprocess=do_preprocess
+            )
+        return [_whole_response(output, params.stop_words) for output in outputs]
+
+    def close(self) -> None:
+        """Stop lmdeploy's engine and free the GPU memory it holds."""
+        pipe, self.pipe = self.pipe, None
+        if pipe is not None:
+            pipe.close()
+
+    # ------------------------------------------------------------------ helpers
+
+    def _pipe(self) -> Any:
+        if self.pipe is None:
+            raise EngineUnavailableError(f'{type(self).__name__} is closed')
+        return self.pipe
+
+    def _generation_config(self, params: GenerationParams) -> Any:
+        return _build(self._messages.GenerationConfig, generation_config_fields(params), what='generation config')
+
+    def _stream(self, inputs: Any, params: GenerationParams, *, do_preprocess: bool) -> Iterator[Chunk]:
+        pipe = self._pipe()
+        session = pipe.session()
+        gen_config = self._generation_config(params)
+        finished = False
+        last = None
+        try:
+            with _engine_errors():
+                for last in pipe.stream_infer(
+                    inputs, sessions=session, gen_config=gen_config, do_preprocess=do_preprocess
+                ):
+                    _raise_for_error(last)
+                    if last.text:
+                        yield Chunk(last.text)
+            finished = True
+        finally:
+            if not finished:
+                session.abort()
+        if last is not None:
+            yield _final_chunk(last.finish_reason, last.input_token_len, last.generate_token_len)
+
+    async def _astream(self, inputs: Any, params: GenerationParams, *, do_preprocess: bool) -> AsyncIterator[Chunk]:
+        pipe = self._pipe()
+        engine_loop = pipe.internal_thread.loop
+        session = pipe.session()
+        gen_config = self._generation_config(params)
+        caller = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[Any, BaseException | None]] = asyncio.Queue()
+
+        async def pump() -> None:  # runs on lmdeploy's event loop
+            try:
+                async for out in self._engine_outputs(pipe.async_engine, inputs, session, gen_config, do_preprocess):
+                    caller.call_soon_threadsafe(queue.put_nowait, (out, None))
+            except BaseException as exc:  # handed to the reader, raised there
+                caller.call_soon_threadsafe(queue.put_nowait, (_END, exc))
+                raise
+            caller.call_soon_threadsafe(queue.put_nowait, (_END, None))
+
+        work = asyncio.run_coroutine_threadsafe(pump(), engine_loop)
+        last = None
+        try:
+            while True:
+                out, error = await queue.get()
+                if out is _END:
+                    if error is not None:
+                        raise LLMError(f'lmdeploy failed: {error}') from error
+                    break
+                last = out
+                if out.response:
+                    yield Chunk(out.response)
+        finally:
+            if not work.done():
+                work.cancel()
+                with suppress(Exception):
+                    await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(session.async_abort(), engine_loop))
+        if last is not None:
+            yield _final_chunk(last.finish_reason, last.input_token_len, last.generate_token_len)
+
+    def _engine_outputs(
+        self, engine: Any, inputs: Any, session: Any, gen_config: Any, do_preprocess: bool
+    ) -> AsyncIterator[Any]:
+        """The async engine's outputs (``GenOut``: delta text and token counts)."""
+        if self._preprocess_api:
+            return _preprocess_then_generate(engine, inputs, session, gen_config, do_preprocess)
+        return engine.generate(
+            inputs, session, gen_config=gen_config, stream_response=True, do_preprocess=do_preprocess
+        )
+
+
+async def _preprocess_then_generate(
+    engine: Any, inputs: Any, session: Any, gen_config: Any, do_preprocess: bool
+) -> AsyncIterator[Any]:
+    request = await engine.preprocess(inputs, session, gen_config=gen_config, do_preprocess=do_preprocess)
+    async for out in engine.generate(request, stream_response=True):
+        yield out
+
+
+def _build(config_class: type, fields: dict[str, Any], *, what: str) -> Any:
+    """Instantiate one of lmdeploy's config dataclasses, naming what it rejects."""
+    known = {field.name for field in dataclasses.fields(config_class)}
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise ValueError(f'unknown {what} fields for lmdeploy: {", ".join(unknown)}')
+    try:
+        return config_class(**fields)
+    except (AssertionError, TypeError, ValueError) as exc:
+        raise ValueError(f'lmdeploy rejected the {what} {fields}: {exc or type(exc).__name__}') from exc
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    numbers = []
+    for part in version.split('.'):
+        digits = ''.join(char for char in part if char.isdigit())
+        if not digits:
+            break
+        numbers.append(int(digits))
+    return tuple(numbers)
+
+
+def _raise_for_error(response: Any) -> None:
+    if response.finish_reason == 'error':
+        message = getattr(response, 'error_message', None) or 'the engine reported an error'
+        raise LLMError(f'lmdeploy failed: {message}')
+
+
+def _final_chunk(finish_reason: str | None, prompt_tokens: int, completion_tokens: int) -> Chunk:
+    usage = Usage(
+        prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, total_tokens=prompt_tokens + completion_tokens
+    )
+    return Chunk(finish_reason=_FINISH_REASONS.get(finish_reason or 'stop', 'stop'), usage=usage)
+
+
+def _whole_response(output: Any, stop_words: Sequence[str]) -> Response:
+    _raise_for_error(output)
+    stop = StopFilter(stop_words)
+    text = stop.feed(output.text) + stop.flush()
+    finish = _final_chunk(
+        'stop' if stop.stopped else output.finish_reason, output.input_token_len, output.generate_token_len
+    )
+    return Response(text=text, finish_reason=finish.finish_reason, usage=finish.usage)
+
+
+@contextmanager
+def _engine_errors() -> Iterator[None]:
+    """Turn lmdeploy's own failures into :class:`~lagent.errors.LLMError`."""
+    try:
+        yield
+    except (RuntimeError, AssertionError) as exc:
+        raise LLMError(f'lmdeploy failed: {exc}') from exc
