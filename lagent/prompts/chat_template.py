@@ -159,7 +159,7 @@ class ChatTemplate:
         variables = {
             **self.context,
             **context,
-            'messages': [item.to_openai() for item in items],
+            'messages': [_template_message(item) for item in items],
             'tools': list(tools) if tools else None,
             'add_generation_prompt': add_generation_prompt,
             'bos_token': self.bos_token,
@@ -173,6 +173,13 @@ class ChatTemplate:
             raise ValueError(f'chat template rejected the conversation: {exc}') from None
         except jinja2.TemplateError as exc:
             raise ValueError(f'chat template failed: {exc}') from exc
+
+
+def _template_message(message: Message) -> dict[str, Any]:
+    """The message as an OpenAI dict; ``content`` is kept when null (templates test ``is none``)."""
+    data = message.to_openai()
+    data.setdefault('content', None)
+    return data
 
 
 def _token_text(token: Any) -> str:

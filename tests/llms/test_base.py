@@ -445,3 +445,11 @@ async def test_async_context_manager_calls_close():
 
 def test_repr_names_the_engine_and_model():
     assert repr(PromptEngine()) == "PromptEngine(path='prompt-engine')"
+
+
+@pytest.mark.parametrize('method', ['stream', 'stream_chat', 'stream_generate'])
+def test_breaking_out_of_a_loop_closes_the_engines_source(method):
+    llm = PromptEngine(['a', 'b', 'c', 'd'])
+    for _ in getattr(llm, method)('x' if method != 'stream_chat' else MESSAGES):
+        break
+    assert llm.closed_sources == 1  # the dropped stream closed its source at once

@@ -330,3 +330,11 @@ def test_real_smollm2_chat_template():
     template = ChatTemplate.from_gguf(smollm2_gguf_path())
     assert template.eos_token == '<|im_end|>'
     assert template.render(CONVERSATION) == EXPECTED + '<|im_start|>assistant\n'
+
+
+def test_a_message_without_content_has_content_none_as_in_the_openai_format():
+    # templates test `message.content is none` (e.g. DeepSeek-R1's); a missing key would be undefined
+    call = {'id': 'c1', 'type': 'function', 'function': {'name': 'weather', 'arguments': '{}'}}
+    template = ChatTemplate('{% for m in messages %}{{ m.content is none }};{% endfor %}')
+    prompt = template.render([{'role': 'user', 'content': 'x'}, {'role': 'assistant', 'tool_calls': [call]}])
+    assert prompt == 'False;True;'

@@ -323,3 +323,17 @@ def test_deepseek3_differs_from_the_official_r1_template_only_where_documented()
     ]
     assert render_official(official.DEEPSEEK_R1_DISTILL, with_reasoning) == official_prompt
     assert '<think>hmm</think>' in deepseek3.render(with_reasoning)
+
+
+def test_official_r1_template_renders_native_tool_calls_and_results():
+    call = {'id': 'c1', 'type': 'function', 'function': {'name': 'weather', 'arguments': '{"city": "Oslo"}'}}
+    conversation = [
+        {'role': 'user', 'content': 'Weather?'},
+        {'role': 'assistant', 'content': None, 'tool_calls': [call]},
+        {'role': 'tool', 'content': 'sunny', 'tool_call_id': 'c1'},
+    ]
+    assert render_official(official.DEEPSEEK_R1_DISTILL, conversation) == (
+        '<｜User｜>Weather?<｜Assistant｜><｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>weather\n'
+        '```json\n{"city": "Oslo"}\n```<｜tool▁call▁end｜><｜tool▁calls▁end｜><｜end▁of▁sentence｜>'
+        '<｜tool▁outputs▁begin｜><｜tool▁output▁begin｜>sunny<｜tool▁output▁end｜><｜tool▁outputs▁end｜>'
+    )
