@@ -338,3 +338,9 @@ def test_a_message_without_content_has_content_none_as_in_the_openai_format():
     template = ChatTemplate('{% for m in messages %}{{ m.content is none }};{% endfor %}')
     prompt = template.render([{'role': 'user', 'content': 'x'}, {'role': 'assistant', 'tool_calls': [call]}])
     assert prompt == 'False;True;'
+
+
+def test_tojson_takes_separators_like_transformers():
+    # Kimi-K2's template writes its tools with `tojson(separators=(',', ':'))`
+    template = ChatTemplate("{{ {'a': [1, 2]} | tojson(separators=(',', ':')) }}")
+    assert template.render([]) == '{"a":[1,2]}'
