@@ -8,6 +8,7 @@ Every outcome of a tool call, failures included, is an
 from lagent.actions.base_action import BaseAction
 from lagent.actions.calculator import Calculator, CalculatorError
 from lagent.actions.executor import ActionExecutor, ActionLike
+from lagent.actions.ipython_interpreter import IPythonInterpreter
 from lagent.actions.python_interpreter import PythonInterpreter
 from lagent.actions.tool import Tool, ToolArgumentsError, tool
 
@@ -17,6 +18,7 @@ __all__ = [
     'BaseAction',
     'Calculator',
     'CalculatorError',
+    'IPythonInterpreter',
     'PythonInterpreter',
     'Tool',
     'ToolArgumentsError',

@@ -1,6 +1,9 @@
-"""Run a piece of Python code in a contained child process (parent side).
+"""Run Python code in contained child processes (the parent's side).
 
-See :class:`lagent.actions.PythonInterpreter` for what is and is not contained.
+:func:`run_in_sandbox` runs one cell in a fresh process; :class:`SandboxSession`
+keeps one worker process alive across cells. The child programs are in
+:mod:`lagent.actions._sandbox_child`; what is and is not contained is
+documented on :class:`lagent.actions.PythonInterpreter`.
 """
 
 from __future__ import annotations
@@ -18,18 +21,25 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from lagent.actions._sandbox_child import CHILD_PROGRAM
+from lagent.actions._sandbox_child import CELL_PROGRAM, SESSION_PROGRAM
 
-__all__ = ['SandboxLimits', 'SandboxResult', 'choose_identity', 'run_in_sandbox']
+__all__ = ['SandboxLimits', 'SandboxResult', 'SandboxSession', 'choose_identity', 'run_in_sandbox']
 
 logger = logging.getLogger(__name__)
 
 _SAFE_PATH = '/usr/local/bin:/usr/bin:/bin'
-_BACKSTOP_GRACE = 5.0  # seconds the parent waits past the child's own deadline before killing it
+_BACKSTOP_GRACE = 5.0
+"""Seconds the parent waits past the child's own deadline, or for a session to
+stop, before killing the child's process group itself."""
+_STARTUP_TIMEOUT = 30.0
+"""Seconds a session's worker may take to start."""
 
 
 @dataclass(frozen=True)
@@ -37,19 +47,20 @@ class SandboxLimits:
     """Limits of one run; every size is per process of the run."""
 
     wall_seconds: float = 10.0
-    """Wall-clock limit of the run; on expiry every process of the run is killed."""
+    """Wall-clock limit of a run; on expiry every process of the run is killed."""
     cpu_seconds: float | None = None
     """CPU-time limit (``RLIMIT_CPU``); ``None``: the wall-clock limit rounded up."""
     memory_mb: int | None = 512
     """Address-space limit (``RLIMIT_AS``) in MiB; ``None`` for none."""
     max_processes: int | None = 16
-    """Processes (threads count) the code may add (``RLIMIT_NPROC``; see the caveats)."""
+    """Processes (threads count) the code may add (``RLIMIT_NPROC``)."""
     file_size_mb: int | None = 64
-    """Largest file the code may write (``RLIMIT_FSIZE``) in MiB."""
+    """Largest file the code may write (``RLIMIT_FSIZE``) in MiB; ``None`` for no limit."""
     max_output_chars: int = 4000
     """Characters of stdout, of stderr and of the last value kept; the rest is cut."""
 
-    def as_request(self) -> dict[str, int | float | None]:
+    def as_request(self) -> dict[str, Any]:
+        """The limits in the form the child program reads."""
         cpu = self.cpu_seconds if self.cpu_seconds is not None else self.wall_seconds
         return {
             'wall_seconds': self.wall_seconds,
@@ -66,16 +77,21 @@ class SandboxResult:
     """What one run produced."""
 
     stdout: str
+    """Captured standard output (truncated)."""
     stderr: str
+    """Captured standard error (truncated)."""
     ok: bool
     """The code ran to its end without an uncaught exception."""
     value: str | None
     """``repr`` of the last expression's value, if the code ended with one that is not ``None``."""
     error: str | None
-    """The traceback of the uncaught exception, if any."""
+    """The traceback of the uncaught exception, or why the child failed."""
     timed_out: bool
+    """The wall-clock limit expired and the code was killed."""
     signal: int | None
     """The signal that killed the code, if one did."""
+    exit_code: int | None = None
+    """The status the code's process exited with, when it exited without finishing the cell (``os._exit``)."""
 
 
 def choose_identity(user: str | None, python: str) -> tuple[str, tuple[int, int] | None]:
@@ -124,45 +140,104 @@ def run_in_sandbox(
     Returns:
         Output, value or traceback, and how the run ended.
     """
-    scratch = Path(tempfile.mkdtemp(prefix='lagent-sandbox-'))
-    if ids is not None:
-        os.chown(scratch, *ids)
-    result_read, result_write = os.pipe()
-    env = {'PATH': _SAFE_PATH, 'HOME': str(scratch), 'TMPDIR': str(scratch), 'LANG': 'C.UTF-8', 'LC_ALL': 'C.UTF-8'}
-    user_options = {} if ids is None else {'user': ids[0], 'group': ids[1], 'extra_groups': []}
+    child = _Child.spawn(CELL_PROGRAM, python, ids)
     try:
-        process = subprocess.Popen(
-            [python, '-I', '-u', '-X', 'utf8', '-c', CHILD_PROGRAM],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            cwd=scratch,
-            env=env,
-            pass_fds=(result_write,),
-            start_new_session=True,
-            close_fds=True,
-            **user_options,
-        )
-    except BaseException:
-        os.close(result_read)
-        os.close(result_write)
-        _remove_tree(scratch)
-        raise
-    os.close(result_write)
-    request = {'code': code, 'limits': limits.as_request(), 'result_fd': result_write}
-    try:
-        try:
-            process.stdin.write(json.dumps(request).encode())
-            process.stdin.close()
-        except BrokenPipeError:
-            pass
-        deadline = time.monotonic() + limits.wall_seconds + _BACKSTOP_GRACE
-        captured, finished = _read_all(process, result_read, limits, deadline)
+        request = {'code': code, 'limits': limits.as_request(), 'result_fd': child.result_fd_number}
+        with contextlib.suppress(BrokenPipeError):
+            child.process.stdin.write(json.dumps(request).encode())
+            child.process.stdin.close()
+        captures = _Captures(limits)
+        finished = child.read(captures, time.monotonic() + limits.wall_seconds + _BACKSTOP_GRACE, until_eof=True)
     finally:
-        _stop(process)
-        os.close(result_read)
-        _remove_tree(scratch)
-    return _result(captured, limits, backstop_hit=not finished)
+        child.stop()
+    return captures.result(limits, backstop_hit=not finished)
+
+
+class SandboxSession:
+    """One long-lived worker process that runs cells in a shared namespace.
+
+    Calls must not overlap (the caller serializes them). After a timeout or a
+    crash the session is dead (:attr:`alive` is false) and must be replaced.
+
+    Args:
+        limits: The limits of every cell.
+        python: The interpreter to run.
+        ids: ``(uid, gid)`` to run as (root only), from :func:`choose_identity`.
+
+    Raises:
+        RuntimeError: The worker did not start.
+    """
+
+    def __init__(self, limits: SandboxLimits, *, python: str = sys.executable, ids: tuple[int, int] | None = None):
+        self.limits = limits
+        self._child = _Child.spawn(SESSION_PROGRAM, python, ids)
+        self._finalizer = weakref.finalize(self, self._child.stop)
+        self._worker_pid: int | None = None
+        config = {'limits': limits.as_request(), 'result_fd': self._child.result_fd_number}
+        captures = _Captures(limits)
+        try:
+            self._child.send(config)
+            self._child.read(captures, time.monotonic() + _STARTUP_TIMEOUT, until_message=True)
+        except OSError:
+            pass
+        ready = captures.messages()
+        if not ready or 'ready' not in ready[0]:
+            self.close()
+            detail = captures.stderr.text(limits.max_output_chars).strip()
+            raise RuntimeError(f'the Python session did not start: {detail or "no reply"}')
+        self._worker_pid = ready[0]['ready']
+
+    @property
+    def pid(self) -> int:
+        """Process id of the supervisor, which is also the session's process group id."""
+        return self._child.process.pid
+
+    @property
+    def alive(self) -> bool:
+        """Whether the worker can run another cell."""
+        return self._worker_pid is not None and self._child.process.poll() is None
+
+    def execute(self, code: str) -> SandboxResult:
+        """Run one cell; on timeout or crash the session stops and the result says why.
+
+        Raises:
+            RuntimeError: The session is not alive.
+        """
+        if not self.alive:
+            raise RuntimeError('the Python session has stopped')
+        captures = _Captures(self.limits)
+        deadline = time.monotonic() + self.limits.wall_seconds
+        try:
+            self._child.send({'code': code})
+            answered = self._child.read(captures, deadline, until_message=True)
+        except OSError:
+            answered = False
+        if answered and captures.messages() and 'ok' in captures.messages()[-1]:
+            self._child.drain(captures)
+            return captures.result(self.limits, backstop_hit=False)
+        timed_out = time.monotonic() >= deadline
+        self._kill_worker()
+        self._child.read(captures, time.monotonic() + _BACKSTOP_GRACE, until_eof=True)
+        self.close()
+        return captures.result(self.limits, backstop_hit=timed_out)
+
+    def close(self) -> None:
+        """Stop the worker and its processes and delete the scratch directory (idempotent)."""
+        if self._worker_pid is not None and self._child.process.poll() is None:
+            with contextlib.suppress(OSError):
+                self._child.process.stdin.close()  # the worker ends at EOF, the supervisor cleans up
+            try:
+                self._child.process.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                self._kill_worker()
+        self._worker_pid = None
+        self._finalizer()
+
+    def _kill_worker(self) -> None:
+        # The worker is the supervisor's child: while the supervisor runs, the pid cannot be reused.
+        if self._worker_pid is not None and self._child.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._worker_pid, signal.SIGKILL)
 
 
 class _Capture:
@@ -189,74 +264,159 @@ class _Capture:
         return text
 
 
-def _read_all(
-    process: subprocess.Popen, result_read: int, limits: SandboxLimits, deadline: float
-) -> tuple[dict[str, _Capture], bool]:
-    """Read the child's pipes until they all close or ``deadline``; return what
-    was read and whether they all closed in time."""
-    byte_limit = limits.max_output_chars * 4
-    captures = {
-        'stdout': _Capture(byte_limit),
-        'stderr': _Capture(byte_limit),
-        'result': _Capture(byte_limit * 2 + 4096),
-    }
-    selector = selectors.DefaultSelector()
-    selector.register(process.stdout, selectors.EVENT_READ, 'stdout')
-    selector.register(process.stderr, selectors.EVENT_READ, 'stderr')
-    selector.register(result_read, selectors.EVENT_READ, 'result')
-    try:
-        while selector.get_map():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                logger.warning('sandbox child %d outlived its deadline; killing its process group', process.pid)
-                return captures, False
-            for key, _ in selector.select(remaining):
-                chunk = os.read(key.fd, 65536)
-                if chunk:
-                    captures[key.data].feed(chunk)
-                else:
-                    selector.unregister(key.fileobj)
-    finally:
-        selector.close()
-    return captures, True
+class _Captures:
+    """What one run sent on stdout, stderr and the result pipe."""
+
+    def __init__(self, limits: SandboxLimits):
+        byte_limit = limits.max_output_chars * 4  # UTF-8: at most 4 bytes a character
+        self.stdout = _Capture(byte_limit)
+        self.stderr = _Capture(byte_limit)
+        self.results = _Capture(byte_limit * 2 + 65536)
+
+    def messages(self) -> list[dict[str, Any]]:
+        found = []
+        for line in self.results.data.decode('utf-8', errors='replace').splitlines():
+            with contextlib.suppress(json.JSONDecodeError):
+                found.append(json.loads(line))
+        return found
+
+    def result(self, limits: SandboxLimits, *, backstop_hit: bool) -> SandboxResult:
+        outcome: dict[str, Any] = {}
+        report: dict[str, Any] = {}
+        for message in self.messages():
+            if 'ok' in message:
+                outcome = message
+            elif 'timed_out' in message:
+                report = message
+        stderr = self.stderr.text(limits.max_output_chars)
+        error = outcome.get('error')
+        if not outcome and not report and not backstop_hit:
+            error = f'the sandbox process failed to run the code:\n{stderr}'
+        return SandboxResult(
+            stdout=self.stdout.text(limits.max_output_chars),
+            stderr=stderr,
+            ok=bool(outcome.get('ok')),
+            value=outcome.get('value'),
+            error=error,
+            timed_out=bool(report.get('timed_out')) or backstop_hit,
+            signal=report.get('signal'),
+            exit_code=None if outcome else report.get('exit_code'),
+        )
 
 
-def _stop(process: subprocess.Popen) -> None:
-    """Make sure the child and its process group are gone (a no-op when it finished on its own)."""
-    if process.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-    for stream in (process.stdout, process.stderr):
-        if stream is not None:
-            stream.close()
+class _Child:
+    """A supervisor process with its pipes and scratch directory."""
 
+    def __init__(self, process: subprocess.Popen, result_read: int, result_fd_number: int, scratch: Path):
+        self.process = process
+        self.result_read = result_read
+        self.result_fd_number = result_fd_number
+        self.scratch = scratch
+        self._open = {'stdout': process.stdout.fileno(), 'stderr': process.stderr.fileno(), 'results': result_read}
+        self._pending = b''
+        self._lock = threading.Lock()
+        self._stopped = False
 
-def _result(captured: dict[str, _Capture], limits: SandboxLimits, *, backstop_hit: bool) -> SandboxResult:
-    outcome: dict = {}
-    report: dict = {}
-    for line in captured['result'].data.decode('utf-8', errors='replace').splitlines():
+    @classmethod
+    def spawn(cls, program: str, python: str, ids: tuple[int, int] | None) -> _Child:
+        scratch = Path(tempfile.mkdtemp(prefix='lagent-sandbox-'))
+        result_read, result_write = os.pipe()
         try:
-            message = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if 'ok' in message:
-            outcome = message
-        elif 'timed_out' in message:
-            report = message
-    stderr = captured['stderr'].text(limits.max_output_chars)
-    error = outcome.get('error')
-    if not report and not backstop_hit:
-        error = f'the sandbox process failed to run the code:\n{stderr}'
-    return SandboxResult(
-        stdout=captured['stdout'].text(limits.max_output_chars),
-        stderr=stderr,
-        ok=bool(outcome.get('ok')),
-        value=outcome.get('value'),
-        error=error,
-        timed_out=bool(report.get('timed_out')) or backstop_hit,
-        signal=report.get('signal'),
-    )
+            if ids is not None:
+                os.chown(scratch, *ids)
+            env = {'PATH': _SAFE_PATH, 'HOME': str(scratch), 'TMPDIR': str(scratch)}
+            env.update(LANG='C.UTF-8', LC_ALL='C.UTF-8')
+            user_options = {} if ids is None else {'user': ids[0], 'group': ids[1], 'extra_groups': []}
+            process = subprocess.Popen(
+                [python, '-I', '-u', '-X', 'utf8', '-c', program],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                cwd=scratch,
+                env=env,
+                pass_fds=(result_write,),
+                start_new_session=True,
+                **user_options,
+            )
+        except BaseException:
+            os.close(result_read)
+            _remove_tree(scratch)
+            raise
+        finally:
+            os.close(result_write)
+        for fd in (process.stdout.fileno(), process.stderr.fileno(), result_read):
+            os.set_blocking(fd, False)
+        return cls(process, result_read, result_write, scratch)
+
+    def send(self, message: dict[str, Any]) -> None:
+        self.process.stdin.write((json.dumps(message) + '\n').encode())
+        self.process.stdin.flush()
+
+    def read(
+        self, captures: _Captures, deadline: float, *, until_eof: bool = False, until_message: bool = False
+    ) -> bool:
+        """Read the pipes into ``captures`` until all close (``until_eof``) or a
+        whole new result message arrives (``until_message``); return ``False``
+        if ``deadline`` came first."""
+        selector = selectors.DefaultSelector()
+        for name, fd in self._open.items():
+            selector.register(fd, selectors.EVENT_READ, name)
+        try:
+            while self._open:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                for key, _ in selector.select(remaining):
+                    if not self._read_once(key.data, captures):
+                        selector.unregister(key.fd)
+                    if until_message and key.data == 'results' and self._message_completed(captures):
+                        return True
+            return until_eof
+        finally:
+            selector.close()
+
+    def drain(self, captures: _Captures) -> None:
+        """Read what the pipes already hold, without waiting."""
+        for name in ('stdout', 'stderr'):
+            while name in self._open and self._read_once(name, captures):
+                pass
+
+    def _read_once(self, name: str, captures: _Captures) -> bool:
+        """Read one chunk from pipe ``name``; ``False`` at EOF or when it is empty."""
+        try:
+            chunk = os.read(self._open[name], 65536)
+        except BlockingIOError:
+            return False
+        if not chunk:
+            del self._open[name]
+            return False
+        if name == 'results':
+            self._pending += chunk
+        getattr(captures, name).feed(chunk)
+        return True
+
+    def _message_completed(self, captures: _Captures) -> bool:
+        if b'\n' not in self._pending:
+            return False
+        self._pending = self._pending.rsplit(b'\n', 1)[1]
+        return True
+
+    def stop(self) -> None:
+        """Kill what is left of the child, close the pipes and delete the scratch directory (idempotent)."""
+        with self._lock:
+            if self._stopped:
+                return
+            self._stopped = True
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+        for stream in (self.process.stdin, self.process.stdout, self.process.stderr):
+            with contextlib.suppress(OSError):
+                stream.close()
+        with contextlib.suppress(OSError):
+            os.close(self.result_read)
+        _remove_tree(self.scratch)
 
 
 def _executable_by(path: Path, uid: int, gid: int) -> bool:
@@ -266,23 +426,23 @@ def _executable_by(path: Path, uid: int, gid: int) -> bool:
     except OSError:
         return False
     for directory in reversed(resolved.parents):
-        if not _permits(directory.stat(), uid, gid, stat.S_IXUSR, stat.S_IXGRP, stat.S_IXOTH):
+        if not _permits(directory.stat(), uid, gid):
             return False
-    return _permits(resolved.stat(), uid, gid, stat.S_IXUSR, stat.S_IXGRP, stat.S_IXOTH)
+    return _permits(resolved.stat(), uid, gid)
 
 
-def _permits(info: os.stat_result, uid: int, gid: int, user_bit: int, group_bit: int, other_bit: int) -> bool:
+def _permits(info: os.stat_result, uid: int, gid: int) -> bool:
     if info.st_uid == uid:
-        return bool(info.st_mode & user_bit)
+        return bool(info.st_mode & stat.S_IXUSR)
     if info.st_gid == gid:
-        return bool(info.st_mode & group_bit)
-    return bool(info.st_mode & other_bit)
+        return bool(info.st_mode & stat.S_IXGRP)
+    return bool(info.st_mode & stat.S_IXOTH)
 
 
 def _remove_tree(path: Path) -> None:
     """Delete the scratch directory, even where the code removed permissions inside it."""
 
-    def make_writable_and_retry(function, failed_path, _exc_info) -> None:
+    def make_writable_and_retry(function, failed_path, _error) -> None:
         try:
             os.chmod(os.path.dirname(failed_path), stat.S_IRWXU)
             if os.path.isdir(failed_path):

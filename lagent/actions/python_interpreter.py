@@ -120,6 +120,8 @@ def format_outcome(outcome: SandboxResult, limits: SandboxLimits) -> ActionRetur
         cause = f'timed out after {limits.wall_seconds:g}s (wall-clock limit); the process was killed'
     elif outcome.signal is not None:
         cause = _describe_signal(outcome.signal, limits)
+    elif outcome.error is None and outcome.exit_code is not None:
+        cause = f'the process exited with status {outcome.exit_code} before the code finished'
     else:
         cause = '\n'.join((outcome.error or 'the code failed').rstrip('\n').splitlines()[-_TRACEBACK_LINES:])
     errmsg = '\n'.join([*output, cause])

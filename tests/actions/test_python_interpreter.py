@@ -15,6 +15,7 @@ import pytest
 
 from lagent.actions import ActionExecutor, PythonInterpreter
 from lagent.schema import ActionReturn, ActionStatusCode
+from tests.actions.processes import alive, processes_in_group
 
 
 @pytest.fixture(scope='module')
@@ -30,27 +31,6 @@ def _ok(result: ActionReturn) -> str:
 def _failed(result: ActionReturn) -> str:
     assert result.state == ActionStatusCode.API_ERROR, result.result
     return result.errmsg
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f'/proc/{pid}/stat').read_text()
-    except OSError:
-        return False
-    return stat.rsplit(')', 1)[1].split()[0] != 'Z'
-
-
-def _processes_in_group(pgid: int) -> list[int]:
-    found = []
-    for entry in os.listdir('/proc'):
-        if entry.isdigit():
-            try:
-                fields = Path(f'/proc/{entry}/stat').read_text().rsplit(')', 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[2]) == pgid:
-                found.append(int(entry))
-    return found
 
 
 # --------------------------------------------------------------------------- notebook-cell semantics
@@ -95,6 +75,11 @@ def test_syntax_error(interpreter: PythonInterpreter):
 def test_sys_exit(interpreter: PythonInterpreter):
     assert _ok(interpreter.run('print(1)\nimport sys\nsys.exit(0)')) == '1'
     assert _failed(interpreter.run('raise SystemExit(2)')) == 'SystemExit: 2'
+
+
+def test_exiting_the_process(interpreter: PythonInterpreter):
+    errmsg = _failed(interpreter.run('import os\nprint("bye", flush=True)\nos._exit(3)'))
+    assert errmsg == 'bye\nthe process exited with status 3 before the code finished'
 
 
 def test_every_call_is_fresh(interpreter: PythonInterpreter):
@@ -178,14 +163,14 @@ def test_fork_bomb_is_contained_and_leaves_no_process():
     assert errmsg.endswith('timed out after 2s (wall-clock limit); the process was killed')
     group = int(re.search(r'^group (\d+)$', errmsg, re.MULTILINE).group(1))
     escaped = int(re.search(r'^escaped (\d+)$', errmsg, re.MULTILINE).group(1))
-    assert _processes_in_group(group) == []
-    assert not _alive(escaped)
+    assert processes_in_group(group) == []
+    assert not alive(escaped)
 
 
 def test_background_processes_do_not_outlive_the_call(interpreter: PythonInterpreter):
     code = 'import subprocess\nproc = subprocess.Popen(["sleep", "600"], start_new_session=True)\nproc.pid'
     pid = int(_ok(interpreter.run(code)))
-    assert not _alive(pid)
+    assert not alive(pid)
 
 
 def test_the_parents_environment_is_not_visible(interpreter: PythonInterpreter, monkeypatch: pytest.MonkeyPatch):
