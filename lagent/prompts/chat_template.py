@@ -177,7 +177,7 @@ class ChatTemplate:
             raise UnsafeTemplateError(f'chat template tried an unsafe operation and was stopped: {exc}') from None
         except _TemplateRaised as exc:
             raise ValueError(f'chat template rejected the conversation: {exc}') from None
-        except jinja2.TemplateError as exc:
+        except (jinja2.TemplateError, TypeError) as exc:  # TypeError: e.g. str + list in the template
             raise ValueError(f'chat template failed: {exc}') from exc
 
 

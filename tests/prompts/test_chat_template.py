@@ -344,3 +344,10 @@ def test_tojson_takes_separators_like_transformers():
     # Kimi-K2's template writes its tools with `tojson(separators=(',', ':'))`
     template = ChatTemplate("{{ {'a': [1, 2]} | tojson(separators=(',', ':')) }}")
     assert template.render([]) == '{"a":[1,2]}'
+
+
+def test_a_template_that_cannot_handle_the_messages_raises_value_error():
+    # a template written for string contents, given content parts
+    template = ChatTemplate("{% for m in messages %}{{ m['content'] + '|' }}{% endfor %}")
+    with pytest.raises(ValueError, match='chat template failed'):
+        template.render([{'role': 'user', 'content': [{'type': 'text', 'text': 'x'}]}])
