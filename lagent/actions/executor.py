@@ -201,13 +201,13 @@ class ActionExecutor:
         if isinstance(decoded, str):
             return ActionReturn(
                 type=name,
-                errmsg=f'Arguments of tool {name!r} {decoded}. {tool._describe_expected()}',
+                errmsg=f'Arguments of tool {name!r} {decoded}. {tool.describe_arguments()}',
                 state=ActionStatusCode.ARGS_ERROR,
                 valid=ActionValidCode.INVALID,
                 tool_call_id=tool_call_id,
             )
         try:
-            call, args = tool._bind(decoded)
+            call, args = tool.bind(decoded)
         except ToolArgumentsError as exc:
             return ActionReturn(
                 type=name,

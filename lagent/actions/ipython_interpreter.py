@@ -7,7 +7,7 @@ import threading
 
 from lagent.actions._sandbox import SandboxLimits, SandboxSession, choose_identity
 from lagent.actions.base_action import BaseAction
-from lagent.actions.python_interpreter import format_outcome
+from lagent.actions.python_interpreter import format_outcome, unfence
 from lagent.schema import ActionReturn, ActionStatusCode
 
 __all__ = ['IPythonInterpreter']
@@ -94,7 +94,7 @@ class IPythonInterpreter(BaseAction):
                     self._session = SandboxSession(self.limits, python=self.python, ids=self.run_as)
                 except (OSError, RuntimeError) as exc:
                     return ActionReturn(errmsg=f'could not start Python: {exc}', state=ActionStatusCode.API_ERROR)
-            outcome = self._session.execute(code)
+            outcome = self._session.execute(unfence(code))
             restarted = not self._session.alive
             if restarted:
                 self._session = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import sys
 
@@ -12,6 +13,7 @@ from lagent.schema import ActionReturn, ActionStatusCode
 __all__ = ['PythonInterpreter']
 
 _TRACEBACK_LINES = 20
+_FENCED = re.compile(r'^\s*```[ \t]*(?:python3?|py)?[ \t]*\n(?P<code>.*?)\n?[ \t]*```\s*$', re.DOTALL | re.IGNORECASE)
 
 
 class PythonInterpreter(BaseAction):
@@ -100,8 +102,15 @@ class PythonInterpreter(BaseAction):
         Args:
             code: The Python source to run.
         """
-        outcome = run_in_sandbox(code, self.limits, python=self.python, ids=self.run_as)
+        outcome = run_in_sandbox(unfence(code), self.limits, python=self.python, ids=self.run_as)
         return format_outcome(outcome, self.limits)
+
+
+def unfence(code: str) -> str:
+    """Return the code inside a Markdown code block (```python ... ```) if
+    ``code`` is exactly one such block, as models often send; else ``code``."""
+    fenced = _FENCED.match(code)
+    return fenced['code'] if fenced else code
 
 
 def format_outcome(outcome: SandboxResult, limits: SandboxLimits) -> ActionReturn:

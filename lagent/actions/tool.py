@@ -125,15 +125,26 @@ class Tool:
         Raises:
             ToolArgumentsError: The arguments are not valid.
         """
-        args, kwargs, _ = self._schema.validate(self.name, arguments)
-        return self.function(*args, **kwargs)
+        call, _ = self.bind(arguments)
+        return call()
 
-    def _bind(self, arguments: Mapping[str, Any]) -> tuple[Callable[[], Any], dict[str, Any]]:
-        """Validate and return a zero-argument call plus the validated arguments as data."""
+    def bind(self, arguments: Mapping[str, Any]) -> tuple[Callable[[], Any], dict[str, Any]]:
+        """Validate ``arguments`` without calling the function yet.
+
+        Returns:
+            ``(call, validated)``: a zero-argument callable that runs the tool
+            (returning a coroutine for an ``async`` tool), and the validated
+            arguments as JSON-compatible data.
+
+        Raises:
+            ToolArgumentsError: The arguments are not valid.
+        """
         args, kwargs, plain = self._schema.validate(self.name, arguments)
         return functools.partial(self.function, *args, **kwargs), plain
 
-    def _describe_expected(self) -> str:
+    def describe_arguments(self) -> str:
+        """One sentence listing the parameters with their JSON types, for error
+        messages: ``'Expected arguments: a (integer, required), b (integer, default 1).'``."""
         return self._schema.describe_expected()
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:

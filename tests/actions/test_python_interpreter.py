@@ -53,6 +53,12 @@ def test_stderr_is_reported_after_stdout(interpreter: PythonInterpreter):
     assert _ok(interpreter.run(code)) == 'out\n[stderr]\ncareful\n1'
 
 
+def test_a_markdown_code_block_is_unwrapped(interpreter: PythonInterpreter):
+    assert _ok(interpreter.run('```python\nprint("fenced")\n2 + 2\n```')) == 'fenced\n4'
+    assert _ok(interpreter.run('```\n3 * 3\n```\n')) == '9'
+    assert _failed(interpreter.run('x = 1\n```python\nx\n```')).endswith('SyntaxError: invalid syntax')
+
+
 def test_unicode(interpreter: PythonInterpreter):
     assert _ok(interpreter.run('print("héllo ✓")\n"日本"')) == "héllo ✓\n'日本'"
 
