@@ -18,6 +18,21 @@ def test_import_loads_no_engine_library(module):
     assert json.loads(result.stdout.strip().splitlines()[-1]) == []
 
 
+def test_no_module_of_the_package_loads_an_engine_library_when_imported():
+    # engines import their library when constructed, never at import time
+    code = (
+        'import importlib, json, pkgutil, sys, lagent\n'
+        "names = [m.name for m in pkgutil.walk_packages(lagent.__path__, 'lagent.') if m.name != 'lagent.__main__']\n"
+        'for name in names:\n'
+        '    importlib.import_module(name)\n'
+        f'print(json.dumps([len(names), sorted(name for name in {HEAVY!r} if name in sys.modules)]))'
+    )
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=300, check=True)
+    count, loaded = json.loads(result.stdout.strip().splitlines()[-1])
+    assert count > 10
+    assert loaded == []
+
+
 def test_public_api_is_exported():
     import lagent
 
