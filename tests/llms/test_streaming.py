@@ -135,6 +135,34 @@ def test_long_adversarial_text_in_many_chunks():
     assert ''.join(out) + stop.flush() == ('a' * 19 + 'c') * 50_000
 
 
+class _CountingStopFilter(StopFilter):
+    """Counts the characters the filter searches: a proxy for its work."""
+
+    __slots__ = ('searched',)
+
+    def __init__(self, stop_words):
+        super().__init__(stop_words)
+        self.searched = 0
+
+    def _first_completed_stop(self, window):
+        self.searched += len(window)
+        return super()._first_completed_stop(window)
+
+
+@pytest.mark.parametrize('chunk', [1, 5, 64])
+def test_work_grows_linearly_with_the_text(chunk):
+    def work(repeats: int) -> int:
+        text = ('<|im_en' + 'x' * 9) * repeats  # near misses of the stop word everywhere
+        stop = _CountingStopFilter(['<|im_end|>', '</s>'])
+        for start in range(0, len(text), chunk):
+            stop.feed(text[start : start + chunk])
+        return stop.searched
+
+    small, large = work(2_000), work(8_000)
+    assert small > 0
+    assert large <= 4.1 * small  # four times the text, four times the work: not quadratic
+
+
 # ---------------------------------------------------------------------- UTF-8
 
 
