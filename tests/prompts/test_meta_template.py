@@ -287,3 +287,28 @@ def test_api_messages_need_roles_and_api_roles():
     with pytest.raises(ValueError, match="unknown role 'wizard'"):
         API_TEMPLATE.to_api_messages([{'role': 'wizard', 'content': 'x'}])
     assert not GENERATING.is_api_template
+
+
+def test_internlm2_with_a_fallback_role_for_tool_results():
+    template = MetaTemplate([*INTERNLM2_META, dict(role='function', fallback_role='environment')])
+    prompt = template.render(
+        [
+            {'role': 'user', 'content': 'Run it'},
+            {'role': 'assistant', 'content': 'print(1)'},
+            {'role': 'function', 'name': 'interpreter', 'content': '1'},
+        ]
+    )
+    assert prompt == (
+        '<|im_start|>user\nRun it<|im_end|>\n'
+        '<|im_start|>assistant\nprint(1)<|im_end|>\n'
+        '<|im_start|>environment name=<|interpreter|>\n1<|im_end|>\n'
+        '<|im_start|>assistant\n'
+    )
+
+
+def test_internlm2_with_a_generating_assistant_leaves_the_reply_open():
+    roles = [dict(role, generate=True) if role['role'] == 'assistant' else role for role in INTERNLM2_META]
+    prompt = MetaTemplate(roles).render(
+        [{'role': 'user', 'content': 'Hi'}, {'role': 'assistant', 'name': 'plugin', 'content': '{"name": "se'}]
+    )
+    assert prompt == '<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant name=<|plugin|>\n{"name": "se'
