@@ -53,20 +53,26 @@ def count_tasks(uid):
     return total
 
 
+def set_limit(kind, value, hard=None):
+    """Set a soft limit (and a hard one, ``value`` unless given), never above the hard limit we have."""
+    current_hard = resource.getrlimit(kind)[1]
+    hard = value if hard is None else hard
+    if current_hard != resource.RLIM_INFINITY:
+        value = min(value, current_hard)
+        hard = current_hard if hard == resource.RLIM_INFINITY else min(hard, current_hard)
+    resource.setrlimit(kind, (value, hard))
+
+
 def set_limits(limits, cpu_seconds):
-    memory = limits['memory_bytes']
-    if memory:
-        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    if limits['memory_bytes']:
+        set_limit(resource.RLIMIT_AS, limits['memory_bytes'])
     if cpu_seconds:
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 1))
-    file_size = limits['file_size_bytes']
-    if file_size:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (file_size, file_size))
-    processes = limits['max_processes']
-    if processes:
-        allowed = count_tasks(os.getuid()) + processes
-        resource.setrlimit(resource.RLIMIT_NPROC, (allowed, allowed))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        set_limit(resource.RLIMIT_CPU, cpu_seconds, cpu_seconds + 1)
+    if limits['file_size_bytes']:
+        set_limit(resource.RLIMIT_FSIZE, limits['file_size_bytes'])
+    if limits['max_processes']:
+        set_limit(resource.RLIMIT_NPROC, count_tasks(os.getuid()) + limits['max_processes'])
+    set_limit(resource.RLIMIT_CORE, 0)
 
 
 def stdin_from_devnull():
@@ -247,7 +253,7 @@ def worker(config, result_fd):
         cells += 1
         used = resource.getrusage(resource.RUSAGE_SELF)
         soft = int(used.ru_utime + used.ru_stime) + limits['cpu_seconds']
-        resource.setrlimit(resource.RLIMIT_CPU, (soft, resource.RLIM_INFINITY))
+        set_limit(resource.RLIMIT_CPU, soft, resource.RLIM_INFINITY)
         code = json.loads(line)['code']
         outcome = run_cell(code, namespace, limits['max_value_chars'], '<cell %d>' % cells)
         kill_descendants()

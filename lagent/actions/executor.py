@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import contextvars
 import json
+import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
@@ -30,7 +31,9 @@ from lagent.actions.base_action import BaseAction
 from lagent.actions.tool import Tool, ToolArgumentsError
 from lagent.schema import ActionReturn, ActionStatusCode, ActionValidCode, ToolCall
 
-__all__ = ['ActionExecutor', 'ActionLike']
+__all__ = ['ActionExecutor', 'ActionLike', 'result_text']
+
+logger = logging.getLogger(__name__)
 
 ActionLike = Union[Tool, BaseAction, Callable[..., Any]]
 """What an executor accepts: a :class:`Tool`, a :class:`BaseAction` (all its
@@ -112,34 +115,40 @@ class ActionExecutor:
         Returns:
             The result, or the reason it failed (see the module docstring).
         """
-        prepared = self._prepare(name, arguments, tool_call_id)
-        if isinstance(prepared, ActionReturn):
-            return prepared
-        tool, call, args = prepared
         try:
-            value = self._run_sync(tool, call)
-        except _ToolTimeout:
-            return self._failure(tool, args, tool_call_id, f'{tool.name} timed out after {self.timeout:g}s')
-        except (Exception, SystemExit) as exc:
-            return self._failure(tool, args, tool_call_id, _describe_exception(exc))
-        return self._success(tool, value, args, tool_call_id)
+            prepared = self._prepare(name, arguments, tool_call_id)
+            if isinstance(prepared, ActionReturn):
+                return prepared
+            tool, call, args = prepared
+            try:
+                value = self._run_sync(tool, call)
+            except _ToolTimeout:
+                return self._failure(tool, args, tool_call_id, f'{tool.name} timed out after {self.timeout:g}s')
+            except (Exception, SystemExit) as exc:
+                return self._failure(tool, args, tool_call_id, _describe_exception(exc))
+            return self._success(tool, value, args, tool_call_id)
+        except Exception as exc:  # e.g. a result whose __str__ raises: still an ActionReturn
+            return _unexpected(name, tool_call_id, exc)
 
     async def aexecute(
         self, name: str, arguments: Mapping[str, Any] | str | None = None, *, tool_call_id: str | None = None
     ) -> ActionReturn:
         """Async twin of :meth:`execute`: ``async`` tools are awaited, sync tools
         run in a worker thread of their own, both under the timeout; never raises."""
-        prepared = self._prepare(name, arguments, tool_call_id)
-        if isinstance(prepared, ActionReturn):
-            return prepared
-        tool, call, args = prepared
         try:
-            value = await asyncio.wait_for(_capture(tool, call), self.timeout)
-        except asyncio.TimeoutError:
-            return self._failure(tool, args, tool_call_id, f'{tool.name} timed out after {self.timeout:g}s')
-        if isinstance(value, _Raised):
-            return self._failure(tool, args, tool_call_id, _describe_exception(value.error))
-        return self._success(tool, value, args, tool_call_id)
+            prepared = self._prepare(name, arguments, tool_call_id)
+            if isinstance(prepared, ActionReturn):
+                return prepared
+            tool, call, args = prepared
+            try:
+                value = await asyncio.wait_for(_capture(tool, call), self.timeout)
+            except asyncio.TimeoutError:
+                return self._failure(tool, args, tool_call_id, f'{tool.name} timed out after {self.timeout:g}s')
+            if isinstance(value, _Raised):
+                return self._failure(tool, args, tool_call_id, _describe_exception(value.error))
+            return self._success(tool, value, args, tool_call_id)
+        except Exception as exc:  # e.g. a result whose __str__ raises: still an ActionReturn
+            return _unexpected(name, tool_call_id, exc)
 
     def execute_call(self, call: ToolCall) -> ActionReturn:
         """Run a native :class:`~lagent.schema.ToolCall`; never raises."""
@@ -187,11 +196,11 @@ class ActionExecutor:
     def _prepare(
         self, name: str, arguments: Mapping[str, Any] | str | None, tool_call_id: str | None
     ) -> ActionReturn | tuple[Tool, Callable[[], Any], dict[str, Any]]:
-        tool = self._tools.get(name)
+        tool = self._tools.get(name) if isinstance(name, str) else None
         if tool is None:
             available = ', '.join(self._tools) or '(none)'
             return ActionReturn(
-                type=name,
+                type=str(name),
                 errmsg=f'Unknown tool {name!r}. Available tools: {available}.',
                 state=ActionStatusCode.INVALID_ACTION,
                 valid=ActionValidCode.INVALID,
@@ -208,11 +217,14 @@ class ActionExecutor:
             )
         try:
             call, args = tool.bind(decoded)
-        except ToolArgumentsError as exc:
+        except Exception as exc:  # ToolArgumentsError, or whatever a custom validator raised
+            errmsg = str(exc)
+            if not isinstance(exc, ToolArgumentsError):
+                errmsg = f'Invalid arguments for tool {name!r}: {_describe_exception(exc)}. {tool.describe_arguments()}'
             return ActionReturn(
                 type=name,
-                args=decoded,
-                errmsg=str(exc),
+                args={str(key): value for key, value in decoded.items()},
+                errmsg=errmsg,
                 state=ActionStatusCode.ARGS_ERROR,
                 valid=ActionValidCode.FINISH,
                 tool_call_id=tool_call_id,
@@ -280,6 +292,17 @@ def _decode_arguments(arguments: Mapping[str, Any] | str | None) -> Mapping[str,
     if not isinstance(arguments, Mapping):
         return f'must be a JSON object, got {type(arguments).__name__}'
     return arguments
+
+
+def _unexpected(name: Any, tool_call_id: Any, error: Exception) -> ActionReturn:
+    logger.exception('tool call %r failed outside the tool', name)
+    return ActionReturn(
+        type=str(name),
+        errmsg=_describe_exception(error),
+        state=ActionStatusCode.API_ERROR,
+        valid=ActionValidCode.FINISH,
+        tool_call_id=tool_call_id if isinstance(tool_call_id, str) else None,
+    )
 
 
 def _describe_exception(error: BaseException) -> str:

@@ -8,7 +8,7 @@ import threading
 import time
 
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, field_validator
 
 from lagent.actions import ActionExecutor, BaseAction, Calculator, tool
 from lagent.schema import ActionReturn, ActionStatusCode, ActionValidCode, FunctionCall, ToolCall
@@ -155,6 +155,48 @@ def test_invalid_arguments_say_which_and_what_was_expected(executor: ActionExecu
     assert "argument 'a': Input should be a valid integer" in result.errmsg
     assert "unexpected argument 'z'" in result.errmsg
     assert result.format_result() == result.errmsg
+
+
+def test_hostile_inputs_and_results_never_raise(executor: ActionExecutor):
+    assert executor.execute(['not', 'a', 'name'], {}).state == ActionStatusCode.INVALID_ACTION  # type: ignore[arg-type]
+    int_keys = executor.execute('add', {1: 2})
+    assert (int_keys.state, int_keys.args) == (ActionStatusCode.ARGS_ERROR, {'1': 2})
+
+    class Unprintable:
+        def __str__(self) -> str:
+            raise RuntimeError('no text for you')
+
+    @tool
+    def odd() -> object:
+        """Return something that cannot be shown."""
+        return Unprintable()
+
+    result = ActionExecutor([odd]).execute('odd', tool_call_id='t')
+    assert (result.state, result.errmsg, result.tool_call_id) == (
+        ActionStatusCode.API_ERROR,
+        'RuntimeError: no text for you',
+        't',
+    )
+
+
+def test_a_validator_raising_something_else_is_an_args_error():
+    class Strict(BaseModel):
+        value: int
+
+        @field_validator('value')
+        @classmethod
+        def _explode(cls, value: int) -> int:
+            raise KeyError('surprise')
+
+    @tool
+    def strict(payload: Strict) -> None:
+        """Validate strictly."""
+
+    result = ActionExecutor([strict]).execute('strict', {'payload': {'value': 1}})
+    assert result.state == ActionStatusCode.ARGS_ERROR
+    assert result.errmsg.startswith(
+        "Invalid arguments for tool 'strict': KeyError: 'surprise'. Expected arguments: payload"
+    )
 
 
 def test_raising_tool_becomes_api_error(executor: ActionExecutor):

@@ -75,6 +75,9 @@ def test_no_parameters():
         return '12:00'
 
     assert now.parameters == {'type': 'object', 'properties': {}, 'required': [], 'additionalProperties': False}
+    assert now.describe_arguments() == 'Expected no arguments: pass {}.'
+    call, validated = now.bind({})
+    assert (call(), validated) == ('12:00', {})
 
 
 # --------------------------------------------------------------------------- every supported hint
