@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import json
 import logging
 import math
+import os
 import sys
 from collections.abc import Awaitable, Sequence
 from pathlib import Path
@@ -21,7 +23,7 @@ from typing import Any, TextIO, TypeVar
 
 from lagent.errors import LLMError
 from lagent.llms.base import BaseLLM
-from lagent.llms.config import accepted_keywords, build_llm, load_config, resolve_engine
+from lagent.llms.config import build_llm, load_config, resolve_engine
 from lagent.schema import ActionStatusCode, AgentStatusCode
 
 __all__ = ['main']
@@ -29,7 +31,7 @@ __all__ = ['main']
 T = TypeVar('T')
 
 DEFAULT_BACKEND = 'llamacpp'
-BACKENDS = ('llamacpp', 'lmdeploy-client', 'lmdeploy-server', 'triton', 'openai', 'hf')
+BACKENDS = ('llamacpp', 'llamacpp-server', 'lmdeploy-client', 'lmdeploy-server', 'triton', 'openai', 'hf')
 TOOLS = ('calculator', 'python')
 _URL_KEYWORDS = ('url', 'tritonserver_addr')
 
@@ -124,7 +126,9 @@ def _engine_options() -> argparse.ArgumentParser:
         help=f'the engine: {", ".join(BACKENDS)}, or any registered engine name (default: {DEFAULT_BACKEND})',
     )
     group.add_argument('--model', help='model path (in-process and child-server engines) or model name (clients)')
-    group.add_argument('--url', help='server address (client engines)')
+    group.add_argument(
+        '--url', help='server address (client engines); an API key is read from LAGENT_API_KEY or OPENAI_API_KEY'
+    )
     group.add_argument('--template', help='a registered template name, or a .jinja / tokenizer_config.json file')
     group.add_argument('--config', metavar='FILE', help='engine config (.json/.yaml): type and constructor keywords')
     group.add_argument('--max-new-tokens', type=_positive_int, help='most tokens per reply')
@@ -149,14 +153,18 @@ def engine_config(args: argparse.Namespace) -> dict[str, Any]:
         config['type'] = args.backend
     config.setdefault('type', DEFAULT_BACKEND)
     engine = resolve_engine(config['type'])
-    accepted, _ = accepted_keywords(engine)
-    url_keyword = next((name for name in _URL_KEYWORDS if name in accepted), None)
+    own = inspect.signature(engine).parameters  # not inherited ones: a child-server engine sets its own url
+    url_keyword = next((name for name in _URL_KEYWORDS if name in own), None)
     if args.url is not None:
         if url_keyword is None:
-            raise ValueError(f'{engine.__name__} runs in process and takes no --url; use --model')
+            raise ValueError(f'{engine.__name__} starts its own model and takes no --url; use --model')
         config[url_keyword] = args.url
     if args.model is not None:
-        config['model_name' if url_keyword and 'model_name' in accepted else 'path'] = args.model
+        config['model_name' if url_keyword and 'model_name' in own else 'path'] = args.model
+    if 'api_key' in own and 'api_key' not in config:
+        api_key = os.environ.get('LAGENT_API_KEY') or os.environ.get('OPENAI_API_KEY')
+        if api_key:
+            config['api_key'] = api_key
     if args.template is not None:
         config.pop('meta_template', None)
         config.pop('chat_template', None)

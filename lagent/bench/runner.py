@@ -48,7 +48,8 @@ class RequestRecord:
     finish_reason: str | None = None
     """Why generation ended."""
     error: str | None = None
-    """``'ErrorType: message'`` when the request failed, else ``None``."""
+    """``'ErrorType: message'`` when the request failed, else ``None``. A reply that ends
+    with no text and no finish reason counts as failed (``'EmptyReply: ...'``)."""
 
     @property
     def tpot_s(self) -> float | None:
@@ -146,6 +147,9 @@ async def _measure(
                     record.finish_reason = chunk.finish_reason
     except Exception as exc:  # a failed request is a result of the benchmark, not a crash
         record.error = f'{type(exc).__name__}: {" ".join(str(exc).split())}'
+    if record.error is None and chunks_with_text == 0 and record.finish_reason is None:
+        # e.g. llama.cpp's server ends a request with a bare [DONE] when a newer one interrupts it
+        record.error = 'EmptyReply: the stream ended with no text and no finish reason (interrupted by the server?)'
     record.latency_s = time.perf_counter() - sent
     if usage is not None and usage.completion_tokens:
         record.output_tokens, record.output_tokens_source = usage.completion_tokens, 'usage'

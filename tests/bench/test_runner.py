@@ -130,3 +130,21 @@ async def test_progress_callback_sees_each_record_once() -> None:
     run = await run_benchmark(llm, _requests(4, 3), concurrency=2, request_rate=math.inf, on_record=seen.append)
     assert sorted(record.index for record in seen) == [0, 1, 2, 3]
     assert seen[0] in run.records
+
+
+class InterruptedLLM(BaseLLM):
+    """Ends every stream at once with no text and no finish reason, as llama.cpp's
+    server does (a bare ``[DONE]``) to a request a newer one interrupted."""
+
+    def _stream_prompt(self, prompt: str, params: GenerationParams) -> Iterator[Chunk]:
+        return iter(())
+
+
+async def test_a_reply_with_no_text_and_no_finish_reason_is_an_error() -> None:
+    run = await run_benchmark(InterruptedLLM(), _requests(2, 3))
+    assert all(record.error.startswith('EmptyReply: ') for record in run.records)
+
+
+async def test_an_empty_reply_that_finished_is_not_an_error() -> None:
+    run = await run_benchmark(ScriptedLLM(['']), _requests(1, 3))
+    assert run.records[0].error is None and run.records[0].output_tokens == 1  # ScriptedLLM reports one piece
