@@ -1,0 +1,191 @@
+"""``LMDeployServer``: lmdeploy's api_server as a child process, used through
+:class:`~lagent.llms.lmdeploy_client.LMDeployClient`.
+
+The server is started with the ``lmdeploy`` command line (``lmdeploy serve
+api_server ...``) rather than ``lmdeploy.serve()``, which changed between
+releases; :class:`~lagent.llms.process.ServerProcess` owns its lifecycle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from lagent.errors import MissingExtraError
+from lagent.llms.lmdeploy_client import LMDeployClient
+from lagent.llms.process import ServerProcess, free_port
+
+__all__ = ['LMDeployServer', 'find_lmdeploy', 'lmdeploy_command']
+
+
+def lmdeploy_command(
+    executable: str,
+    path: str,
+    *,
+    server_name: str,
+    server_port: int,
+    tp: int = 1,
+    backend: str = 'turbomind',
+    model_name: str | None = None,
+    session_len: int | None = None,
+    log_level: str = 'WARNING',
+    api_keys: Sequence[str] = (),
+    serve_cfg: Mapping[str, Any] | None = None,
+) -> list[str]:
+    """Build the argv of ``lmdeploy serve api_server``.
+
+    ``serve_cfg`` entries become further options: ``cache_max_entry_count=0.5``
+    gives ``--cache-max-entry-count 0.5``, ``True`` a bare flag, ``False`` or
+    ``None`` nothing, a list or tuple its values after one flag (lmdeploy's
+    multi-value options), a dict its JSON.
+    """
+    command = [
+        executable, 'serve', 'api_server', path,
+        '--server-name', server_name,
+        '--server-port', str(server_port),
+        '--tp', str(tp),
+        '--backend', backend,
+        '--log-level', log_level,
+    ]  # fmt: skip
+    if model_name is not None:
+        command += ['--model-name', model_name]
+    if session_len is not None:
+        command += ['--session-len', str(session_len)]
+    if api_keys:
+        command += ['--api-keys', *api_keys]
+    for key, value in (serve_cfg or {}).items():
+        flag = '--' + key.replace('_', '-')
+        if value is None or value is False:
+            continue
+        if value is True:
+            command.append(flag)
+        elif isinstance(value, (list, tuple)):
+            command += [flag, *(str(item) for item in value)]
+        elif isinstance(value, Mapping):
+            command += [flag, json.dumps(value)]
+        else:
+            command += [flag, str(value)]
+    return command
+
+
+def find_lmdeploy() -> str:
+    """Return the ``lmdeploy`` executable: on PATH, or next to this Python.
+
+    Raises:
+        MissingExtraError: lmdeploy is not installed.
+    """
+    found = shutil.which('lmdeploy') or shutil.which('lmdeploy', path=str(Path(sys.executable).parent))
+    if found is None:
+        raise MissingExtraError('lmdeploy', 'lmdeploy')
+    return found
+
+
+class LMDeployServer(LMDeployClient):
+    """lmdeploy's OpenAI-compatible api_server, started as a child process.
+
+    Behaves as :class:`~lagent.llms.lmdeploy_client.LMDeployClient` pointed at
+    the child. The child runs in its own process group and is stopped by
+    :meth:`close` / :meth:`aclose`, on context-manager exit, at interpreter
+    exit, on SIGTERM and when this process dies (see
+    :class:`~lagent.llms.process.ServerProcess`).
+
+    Args:
+        path: The model: a local directory or a model id lmdeploy can fetch.
+        model_name: The name the server serves the model under (default: ``path``).
+        server_name: The address the server listens on.
+        server_port: Its port (``None``: a free port).
+        tp: Tensor-parallel GPU count.
+        backend: ``'turbomind'`` or ``'pytorch'``.
+        session_len: Longest session in tokens (``None``: the model's default).
+        log_level: lmdeploy's log level (``'DEBUG'``...``'CRITICAL'``).
+        api_keys: Keys the server accepts (a string or a list); the first is
+            used by this client. Never logged.
+        serve_cfg: Further ``lmdeploy serve api_server`` options by name
+            (``{'cache_max_entry_count': 0.5, 'enable_prefix_caching': True}``).
+        ready_timeout: Seconds to wait for the server to load the model and answer.
+        log_path: File for the server's output (default: a temporary file).
+        meta_template: Role dicts or a registered template name; with one, the
+            prompt is rendered here and sent to ``/v1/completions``.
+        **gen_params: Generation defaults (see :class:`~lagent.llms.base.BaseLLM`)
+            and further :class:`LMDeployClient` keywords.
+
+    Raises:
+        MissingExtraError: The ``lmdeploy`` command is not installed.
+        EngineStartError: The port is taken, or the server exited or was not
+            ready in time (the message quotes the end of its log).
+    """
+
+    def __init__(
+        self,
+        path: str,
+        model_name: str | None = None,
+        server_name: str = '127.0.0.1',
+        server_port: int | None = None,
+        tp: int = 1,
+        backend: str = 'turbomind',
+        session_len: int | None = None,
+        log_level: str = 'WARNING',
+        api_keys: str | Sequence[str] | None = None,
+        serve_cfg: Mapping[str, Any] | None = None,
+        ready_timeout: float = 1800.0,
+        log_path: str | Path | None = None,
+        meta_template: Sequence[Mapping[str, Any]] | str | None = None,
+        **gen_params: Any,
+    ):
+        keys = [api_keys] if isinstance(api_keys, str) else list(api_keys or ())
+        port = server_port if server_port is not None else free_port(server_name)
+        command = lmdeploy_command(
+            find_lmdeploy(),
+            path,
+            server_name=server_name,
+            server_port=port,
+            tp=tp,
+            backend=backend,
+            model_name=model_name,
+            session_len=session_len,
+            log_level=log_level,
+            api_keys=keys,
+            serve_cfg=serve_cfg,
+        )
+        self.process = ServerProcess(
+            command,
+            host=server_name,
+            port=port,
+            name='lmdeploy',
+            log_path=log_path,
+            ready_timeout=ready_timeout,
+            api_key=keys[0] if keys else None,
+            secrets=keys,
+        )
+        super().__init__(  # checks the generation settings before anything is spawned; no request yet
+            self.process.url,
+            model_name=model_name,
+            meta_template=meta_template,
+            api_key=keys[0] if keys else None,
+            **gen_params,
+        )
+        self.path = path
+        try:
+            self.process.start()
+        except BaseException:
+            super().close()
+            raise
+
+    def close(self) -> None:
+        """Close the client's connections and stop the server."""
+        try:
+            super().close()
+        finally:
+            self.process.stop()
+
+    async def aclose(self) -> None:
+        """Async twin of :meth:`close` (the server is stopped in a worker thread)."""
+        try:
+            await super().aclose()
+        finally:
+            await asyncio.to_thread(self.process.stop)
