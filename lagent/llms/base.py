@@ -121,7 +121,7 @@ class BaseLLM:
         if isinstance(meta_template, str):
             spec = get_template(meta_template)
             self.template, template_stop_words = spec.meta_template, spec.stop_words
-        elif meta_template is not None:
+        elif meta_template:  # an empty list means no template, as in the original lagent
             self.template = MetaTemplate(meta_template)
         elif isinstance(chat_template, str):
             self.template = ChatTemplate(chat_template)

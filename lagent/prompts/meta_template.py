@@ -159,7 +159,7 @@ class MetaTemplate:
     @property
     def is_api_template(self) -> bool:
         """Whether every role maps to a chat-API role (the template only renames roles)."""
-        return all(spec.api_role is not None for spec in self.roles.values())
+        return bool(self.roles) and all(spec.api_role is not None for spec in self.roles.values())
 
     def role(self, name: str) -> RoleSpec:
         """Return the entry used to render messages of role ``name`` (fallback applied).

@@ -227,6 +227,11 @@ def test_prompt_engine_without_template_joins_the_contents():
     assert PromptEngine().prepare(MESSAGES) == LLMRequest(prompt='Be brief.\nHi')
 
 
+def test_an_empty_meta_template_means_no_template():
+    assert PromptEngine(meta_template=[]).template is None
+    assert MessagesEngine(meta_template=[]).prepare(MESSAGES).messages is not None
+
+
 def test_raw_prompt_has_no_template_applied():
     llm = PromptEngine(meta_template='chatml')
     assert llm.generate('<raw>') == 'Hello!'
