@@ -8,6 +8,7 @@ precedence, from ``Field(description=...)`` (as the default or inside
 
 from __future__ import annotations
 
+import functools
 import inspect
 import typing
 from collections.abc import Callable, Mapping
@@ -20,7 +21,7 @@ from pydantic.fields import FieldInfo
 
 from lagent.actions._docstring import ParsedDocstring
 
-__all__ = ['FunctionSchema', 'ToolArgumentsError', 'build_function_schema']
+__all__ = ['FunctionSchema', 'ToolArgumentsError', 'build_function_schema', 'underlying_function']
 
 _SCHEMA_CHILDREN = ('items', 'additionalProperties', 'not', 'contains', 'propertyNames')
 _SCHEMA_LISTS = ('anyOf', 'allOf', 'oneOf', 'prefixItems')
@@ -130,7 +131,7 @@ def build_function_schema(
     """
     signature = inspect.signature(function)
     try:
-        hints = typing.get_type_hints(function, localns=dict(namespace or {}), include_extras=True)
+        hints = typing.get_type_hints(underlying_function(function), localns=dict(namespace or {}), include_extras=True)
     except Exception as exc:  # NameError for an unresolvable forward reference, and others
         raise TypeError(f'cannot resolve the type hints of tool {tool_name!r}: {exc}') from exc
     fields: dict[str, Any] = {}
@@ -162,6 +163,16 @@ def build_function_schema(
     except (PydanticSchemaGenerationError, PydanticUserError) as exc:
         raise TypeError(f'cannot build the JSON schema of tool {tool_name!r}: {exc}') from exc
     return FunctionSchema(parameters, model, field_names, tuple(positional_only))
+
+
+def underlying_function(function: Callable[..., Any]) -> Callable[..., Any]:
+    """The function whose annotations and docstring describe ``function``
+    (the wrapped function of a ``functools.partial``, ``__call__`` of a callable object)."""
+    while isinstance(function, functools.partial):
+        function = function.func
+    if not (inspect.isfunction(function) or inspect.ismethod(function) or inspect.isbuiltin(function)):
+        function = type(function).__call__
+    return function
 
 
 def _annotation_with_description(annotation: Any, parameter: inspect.Parameter, from_docstring: str | None) -> Any:

@@ -27,7 +27,12 @@ from collections.abc import Callable, Mapping
 from typing import Any, overload
 
 from lagent.actions._docstring import parse_docstring
-from lagent.actions._function_schema import FunctionSchema, ToolArgumentsError, build_function_schema
+from lagent.actions._function_schema import (
+    FunctionSchema,
+    ToolArgumentsError,
+    build_function_schema,
+    underlying_function,
+)
 
 __all__ = ['TOOL_NAME_PATTERN', 'Tool', 'ToolArgumentsError', 'tool']
 
@@ -38,15 +43,15 @@ TOOL_NAME_PATTERN = re.compile(r'^[a-zA-Z0-9_-]{1,64}$')
 class Tool:
     """A callable with a name, a description and a JSON schema of its parameters.
 
-    Calling the tool calls the function unchanged (no validation); agents go
-    through :meth:`validate` first, which is what
-    :class:`~lagent.actions.ActionExecutor` does.
+    Calling the tool calls the function unchanged, without validation. Calls
+    from a model go through :meth:`bind` (or :meth:`invoke`), which validate
+    the arguments first; :class:`~lagent.actions.ActionExecutor` does that.
 
     Args:
         function: A function or bound method (sync or ``async``) with a type
             hint on every parameter.
-        name: The tool's name; defaults to the function's name. Must match
-            ``^[a-zA-Z0-9_-]{1,64}$``.
+        name: The tool's name; defaults to the function's ``__name__`` (so it is
+            required for callables without one). Must match ``^[a-zA-Z0-9_-]{1,64}$``.
         description: What the tool does; defaults to the docstring's text before
             its first section (``Args:``, ``Returns:``...).
         namespace: Extra names for resolving string annotations (those of
@@ -71,11 +76,13 @@ class Tool:
             raise TypeError(f'a tool wraps a function, got {type(function).__name__}')
         self.function = function
         """The wrapped function."""
-        self.name: str = name if name is not None else function.__name__
+        self.name: str = name if name is not None else getattr(function, '__name__', '')
         """The name the model calls the tool by."""
+        if not self.name:
+            raise ValueError(f'{function!r} has no __name__: pass name=')
         if not TOOL_NAME_PATTERN.match(self.name):
             raise ValueError(f'invalid tool name {self.name!r}: use 1 to 64 letters, digits, "_" or "-"')
-        docstring = parse_docstring(inspect.getdoc(function))
+        docstring = parse_docstring(_docstring_of(function))
         self.description: str = (description if description is not None else docstring.description).strip()
         """What the tool does, for the model."""
         if not self.description:
@@ -152,6 +159,15 @@ class Tool:
 
     def __repr__(self) -> str:
         return f'Tool(name={self.name!r})'
+
+
+def _docstring_of(function: Callable[..., Any]) -> str | None:
+    """The docstring of the function behind ``function``; for a callable object
+    without a documented ``__call__``, its class's."""
+    docstring = inspect.getdoc(underlying_function(function))
+    if docstring is None and not isinstance(function, functools.partial):
+        docstring = inspect.getdoc(function)
+    return docstring
 
 
 @overload

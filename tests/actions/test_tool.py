@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Literal, Optional
 
 import pytest
@@ -352,10 +353,42 @@ def test_unresolvable_forward_reference():
             """F."""
 
 
-@pytest.mark.parametrize('name', ['has space', 'dot.ted', '', 'x' * 65, 'ünïcode'])
+@pytest.mark.parametrize('name', ['has space', 'dot.ted', 'x' * 65, 'ünïcode'])
 def test_invalid_names(name):
     with pytest.raises(ValueError, match='invalid tool name'):
         tool(name=name)(add.function)
+
+
+def test_partials_and_callable_objects():
+    def power(base: float, exponent: int) -> float:
+        """Raise to a power.
+
+        Args:
+            base: The base.
+            exponent: The exponent.
+        """
+        return base**exponent
+
+    with pytest.raises(ValueError, match='has no __name__: pass name='):
+        tool(functools.partial(power, exponent=2))
+    square = tool(functools.partial(power, exponent=2), name='square')
+    assert square.parameters == _parameters(
+        {
+            'base': {'type': 'number', 'description': 'The base.'},
+            'exponent': {'type': 'integer', 'default': 2, 'description': 'The exponent.'},
+        },
+        ['base'],
+    )
+    assert square.invoke({'base': 3}) == 9
+
+    class Greeter:
+        def __call__(self, who: str) -> str:
+            """Greet someone."""
+            return f'hello {who}'
+
+    greet = tool(Greeter(), name='greet')
+    assert greet.parameters == _parameters({'who': {'type': 'string'}}, ['who'])
+    assert greet.invoke({'who': 'you'}) == 'hello you'
 
 
 def test_a_description_is_required():
