@@ -171,31 +171,28 @@ class SandboxSession:
     def __init__(self, limits: SandboxLimits, *, python: str = sys.executable, ids: tuple[int, int] | None = None):
         self.limits = limits
         self._child = _Child.spawn(SESSION_PROGRAM, python, ids)
-        self._finalizer = weakref.finalize(self, self._child.stop)
-        self._worker_pid: int | None = None
+        self._finalizer = weakref.finalize(self, self._child.shut_down)  # also runs at interpreter exit
         config = {'limits': limits.as_request(), 'result_fd': self._child.result_fd_number}
         captures = _Captures(limits)
-        try:
+        with contextlib.suppress(OSError):
             self._child.send(config)
             self._child.read(captures, time.monotonic() + _STARTUP_TIMEOUT, until_message=True)
-        except OSError:
-            pass
         ready = captures.messages()
         if not ready or 'ready' not in ready[0]:
             self.close()
             detail = captures.stderr.text(limits.max_output_chars).strip()
             raise RuntimeError(f'the Python session did not start: {detail or "no reply"}')
-        self._worker_pid = ready[0]['ready']
+        self._child.worker_pid = ready[0]['ready']
 
     @property
     def pid(self) -> int:
-        """Process id of the supervisor, which is also the session's process group id."""
+        """Process id of the supervisor, which is also its process group id."""
         return self._child.process.pid
 
     @property
     def alive(self) -> bool:
         """Whether the worker can run another cell."""
-        return self._worker_pid is not None and self._child.process.poll() is None
+        return self._finalizer.alive and self._child.process.poll() is None
 
     def execute(self, code: str) -> SandboxResult:
         """Run one cell; on timeout or crash the session stops and the result says why.
@@ -212,32 +209,18 @@ class SandboxSession:
             answered = self._child.read(captures, deadline, until_message=True)
         except OSError:
             answered = False
-        if answered and captures.messages() and 'ok' in captures.messages()[-1]:
+        if answered and 'ok' in captures.messages()[-1]:
             self._child.drain(captures)
             return captures.result(self.limits, backstop_hit=False)
         timed_out = time.monotonic() >= deadline
-        self._kill_worker()
-        self._child.read(captures, time.monotonic() + _BACKSTOP_GRACE, until_eof=True)
+        self._child.kill_worker()
+        self._child.read(captures, time.monotonic() + _BACKSTOP_GRACE, until_eof=True)  # the supervisor's report
         self.close()
         return captures.result(self.limits, backstop_hit=timed_out)
 
     def close(self) -> None:
-        """Stop the worker and its processes and delete the scratch directory (idempotent)."""
-        if self._worker_pid is not None and self._child.process.poll() is None:
-            with contextlib.suppress(OSError):
-                self._child.process.stdin.close()  # the worker ends at EOF, the supervisor cleans up
-            try:
-                self._child.process.wait(timeout=2)
-            except subprocess.TimeoutExpired:
-                self._kill_worker()
-        self._worker_pid = None
+        """Stop the worker and every process it started, and delete the scratch directory (idempotent)."""
         self._finalizer()
-
-    def _kill_worker(self) -> None:
-        # The worker is the supervisor's child: while the supervisor runs, the pid cannot be reused.
-        if self._worker_pid is not None and self._child.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self._worker_pid, signal.SIGKILL)
 
 
 class _Capture:
@@ -316,6 +299,8 @@ class _Child:
         self._pending = b''
         self._lock = threading.Lock()
         self._stopped = False
+        self.worker_pid: int | None = None
+        """The session worker's pid (sessions only), once it said it is ready."""
 
     @classmethod
     def spawn(cls, program: str, python: str, ids: tuple[int, int] | None) -> _Child:
@@ -400,6 +385,27 @@ class _Child:
             return False
         self._pending = self._pending.rsplit(b'\n', 1)[1]
         return True
+
+    def kill_worker(self) -> None:
+        """Kill the session worker; the supervisor then kills what it started and exits."""
+        # The worker is the supervisor's child: while the supervisor runs, its pid cannot be reused.
+        if self.worker_pid is not None and self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.worker_pid, signal.SIGKILL)
+
+    def shut_down(self) -> None:
+        """End a session: EOF on stdin ends an idle worker; a busy one is killed;
+        the supervisor gets time to clean up before :meth:`stop`."""
+        if self.process.poll() is None:
+            with contextlib.suppress(OSError):
+                self.process.stdin.close()
+            try:
+                self.process.wait(timeout=1)
+            except subprocess.TimeoutExpired:
+                self.kill_worker()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.process.wait(timeout=_BACKSTOP_GRACE)
+        self.stop()
 
     def stop(self) -> None:
         """Kill what is left of the child, close the pipes and delete the scratch directory (idempotent)."""

@@ -164,16 +164,43 @@ def test_only_run_is_a_tool():
     assert interpreter.pid is None and not alive(pid)
 
 
-def test_the_session_stops_when_the_program_exits_without_close(tmp_path: Path):
+def _processes_named(name: str) -> list[int]:
+    found = []
+    for entry in os.listdir('/proc'):
+        if entry.isdigit():
+            try:
+                if Path(f'/proc/{entry}/comm').read_text().strip() == name:
+                    found.append(int(entry))
+            except OSError:
+                continue
+    return found
+
+
+@pytest.mark.parametrize('busy', [False, True], ids=['idle', 'busy'])
+def test_the_session_stops_when_the_program_exits_without_close(tmp_path: Path, busy: bool):
+    marker = f'lgt{os.getpid() % 10000}{int(busy)}'  # a process name (at most 15 characters)
+    name_the_worker = f'import ctypes, time\nctypes.CDLL(None).prctl(15, b"{marker}", 0, 0, 0)'  # PR_SET_NAME
+    lines = [
+        'import os, threading, time',
+        'from pathlib import Path',
+        'from lagent.actions import IPythonInterpreter',
+        'interpreter = IPythonInterpreter(timeout=60)',
+        f'interpreter.run({name_the_worker!r})',
+    ]
+    if busy:  # a call still running when the program ends
+        lines.append('threading.Thread(target=interpreter.run, args=("time.sleep(600)",), daemon=True).start()')
+    lines += [
+        'time.sleep(0.5)',
+        'named = [p for p in os.listdir("/proc") if p.isdigit() and os.path.exists(f"/proc/{p}/comm")',
+        f'         and Path(f"/proc/{{p}}/comm").read_text().strip() == {marker!r}]',
+        'print(interpreter.pid, len(named), flush=True)',
+    ]
     script = tmp_path / 'leave_open.py'
-    script.write_text(
-        'from lagent.actions import IPythonInterpreter\n'
-        'interpreter = IPythonInterpreter()\n'
-        'interpreter.run("1")\n'
-        'print(interpreter.pid, flush=True)\n'
-    )
+    script.write_text('\n'.join(lines) + '\n')
     completed = subprocess.run(
         [sys.executable, str(script)], capture_output=True, text=True, timeout=60, cwd=os.getcwd(), check=True
     )
-    group = int(completed.stdout.strip())
+    group, named_before_exit = map(int, completed.stdout.split())
+    assert named_before_exit == 1
     assert processes_in_group(group) == []
+    assert _processes_named(marker) == []
