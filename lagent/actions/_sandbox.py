@@ -431,10 +431,10 @@ def _executable_by(path: Path, uid: int, gid: int) -> bool:
         resolved = path.resolve(strict=True)
     except OSError:
         return False
-    for directory in reversed(resolved.parents):
-        if not _permits(directory.stat(), uid, gid):
-            return False
-    return _permits(resolved.stat(), uid, gid)
+    directories = {*Path(os.path.abspath(path)).parents, *resolved.parents}  # the link's and the target's
+    return all(_permits(directory.stat(), uid, gid) for directory in directories) and _permits(
+        resolved.stat(), uid, gid
+    )
 
 
 def _permits(info: os.stat_result, uid: int, gid: int) -> bool:

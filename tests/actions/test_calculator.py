@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from lagent.actions import ActionExecutor, Calculator, CalculatorError
 from lagent.schema import ActionStatusCode
@@ -131,3 +133,27 @@ def test_schema():
     assert calculator_tool.parameters['required'] == ['expression']
     assert calculator_tool.parameters['properties']['expression']['type'] == 'string'
     assert 'sqrt' in calculator_tool.description
+
+
+def _expressions() -> st.SearchStrategy[tuple[str, int]]:
+    """Integer expressions with the value Python gives them, built side by side."""
+    leaves = st.integers(min_value=-1000, max_value=1000).map(lambda n: (f'({n})' if n < 0 else str(n), n))
+
+    def combine(children: st.SearchStrategy[tuple[str, int]]) -> st.SearchStrategy[tuple[str, int]]:
+        def apply(left: tuple[str, int], operator: str, right: tuple[str, int]) -> tuple[str, int]:
+            values = {'+': left[1] + right[1], '-': left[1] - right[1], '*': left[1] * right[1]}
+            if operator in ('//', '%'):
+                if right[1] == 0:
+                    return left
+                values = {'//': left[1] // right[1], '%': left[1] % right[1]}
+            return f'({left[0]} {operator} {right[0]})', values[operator]
+
+        return st.builds(apply, children, st.sampled_from(['+', '-', '*', '//', '%']), children)
+
+    return st.recursive(leaves, combine, max_leaves=12)
+
+
+@given(_expressions())
+def test_integer_arithmetic_matches_python(expression: tuple[str, int]):
+    text, value = expression
+    assert Calculator().run(text) == str(value)

@@ -6,14 +6,18 @@ no process behind.
 
 from __future__ import annotations
 
+import logging
 import os
+import pwd
 import re
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from lagent.actions import ActionExecutor, PythonInterpreter
+from lagent.actions._sandbox import choose_identity
 from lagent.schema import ActionReturn, ActionStatusCode
 from tests.actions.processes import alive, processes_in_group
 
@@ -244,3 +248,38 @@ def test_endless_output_is_bounded_and_stopped():
 def test_invalid_limits():
     with pytest.raises(ValueError, match='timeout must be positive'):
         PythonInterpreter(timeout=0)
+
+
+# --------------------------------------------------------------------------- who the child runs as
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason='only root can run the child as another user')
+def test_as_root_the_child_runs_as_nobody_unless_told_otherwise():
+    nobody = pwd.getpwnam('nobody')
+    dropped = PythonInterpreter(timeout=5)
+    assert dropped.run_as == (nobody.pw_uid, nobody.pw_gid)
+    assert _ok(dropped.run('import os\nos.getuid(), os.getgid(), os.getgroups()')) == (
+        f'({nobody.pw_uid}, {nobody.pw_gid}, [])'
+    )
+    kept = PythonInterpreter(timeout=1, user=None)
+    assert kept.run_as is None
+    assert _ok(kept.run('import os\nsorted(os.environ), os.getuid()')) == (
+        "(['HOME', 'LANG', 'LC_ALL', 'PATH', 'TMPDIR'], 0)"
+    )
+    assert _failed(kept.run('while True:\n    pass')).startswith('timed out after 1s')
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason='only root can run the child as another user')
+def test_an_interpreter_the_user_cannot_run_is_replaced(tmp_path: Path, caplog: pytest.LogCaptureFixture):
+    private = tmp_path / 'private'
+    private.mkdir(mode=0o700)
+    hidden_python = private / 'python3'
+    hidden_python.symlink_to(
+        os.path.realpath('/usr/bin/python3') if Path('/usr/bin/python3').exists() else sys.executable
+    )
+    python, ids = choose_identity('nobody', str(hidden_python))
+    assert ids is not None and python != str(hidden_python)
+    assert Path(python).name == 'python3'
+    with caplog.at_level(logging.WARNING):
+        assert choose_identity('no-such-user-here', sys.executable) == (sys.executable, None)
+    assert "sandbox user 'no-such-user-here' does not exist" in caplog.text
