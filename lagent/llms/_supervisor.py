@@ -36,9 +36,9 @@ _REAP_LEFTOVERS_S = 2.0
 
 
 def _report(line: str) -> None:
-    """Tell the owner something, one line on stdout (the owner reads it from a pipe)."""
-    sys.stdout.write(line + '\n')
-    sys.stdout.flush()
+    """Tell the owner something, one line on stdout (a pipe the owner reads; gone if the owner is)."""
+    with contextlib.suppress(OSError):
+        os.write(sys.stdout.fileno(), (line + '\n').encode())
 
 
 def _prctl(option: int, value: int) -> None:

@@ -118,6 +118,7 @@ class LlamaCppServer(OpenAICompatible):
     def __init__(
         self,
         path: str | os.PathLike[str] | None = None,
+        *,
         model_name: str = 'smollm2',
         host: str = '127.0.0.1',
         port: int | None = None,

@@ -22,6 +22,8 @@ from lagent.llms.process import ServerProcess, free_port
 
 __all__ = ['LMDeployServer', 'find_lmdeploy', 'lmdeploy_command']
 
+_SCALARS = (str, int, float)
+
 
 def lmdeploy_command(
     executable: str,
@@ -39,10 +41,24 @@ def lmdeploy_command(
 ) -> list[str]:
     """Build the argv of ``lmdeploy serve api_server``.
 
-    ``serve_cfg`` entries become further options: ``cache_max_entry_count=0.5``
-    gives ``--cache-max-entry-count 0.5``, ``True`` a bare flag, ``False`` or
-    ``None`` nothing, a list or tuple its values after one flag (lmdeploy's
-    multi-value options), a dict its JSON.
+    Args:
+        executable: The ``lmdeploy`` command.
+        path: The model (a local directory or a model id).
+        server_name: ``--server-name``.
+        server_port: ``--server-port``.
+        tp: ``--tp``.
+        backend: ``--backend`` (``'turbomind'`` or ``'pytorch'``).
+        model_name: ``--model-name`` (``None``: left out; lmdeploy uses ``path``).
+        session_len: ``--session-len`` (``None``: left out).
+        log_level: ``--log-level``.
+        api_keys: ``--api-keys`` values (empty: left out).
+        serve_cfg: Further options by name: ``cache_max_entry_count=0.5``
+            gives ``--cache-max-entry-count 0.5``, ``True`` a bare flag,
+            ``False`` or ``None`` nothing, a list or tuple its values after one
+            flag (lmdeploy's multi-value options), a dict its JSON.
+
+    Raises:
+        TypeError: A ``serve_cfg`` value that has no command-line form.
     """
     command = [
         executable, 'serve', 'api_server', path,
@@ -59,18 +75,25 @@ def lmdeploy_command(
     if api_keys:
         command += ['--api-keys', *api_keys]
     for key, value in (serve_cfg or {}).items():
-        flag = '--' + key.replace('_', '-')
-        if value is None or value is False:
-            continue
-        if value is True:
-            command.append(flag)
-        elif isinstance(value, (list, tuple)):
-            command += [flag, *(str(item) for item in value)]
-        elif isinstance(value, Mapping):
-            command += [flag, json.dumps(value)]
-        else:
-            command += [flag, str(value)]
+        command += _option('--' + key.replace('_', '-'), value)
     return command
+
+
+def _option(flag: str, value: Any) -> list[str]:
+    if value is None or value is False:
+        return []
+    if value is True:
+        return [flag]
+    if isinstance(value, (list, tuple)) and all(isinstance(item, _SCALARS) for item in value):
+        return [flag, *(str(item) for item in value)]
+    if isinstance(value, Mapping):
+        return [flag, json.dumps(value)]
+    if isinstance(value, _SCALARS):
+        return [flag, str(value)]
+    raise TypeError(
+        f'serve_cfg option {flag[2:]!r} must be a str, number, bool, list or dict (a command-line value), '
+        f'got {type(value).__name__}; give engine settings as options, e.g. {{"cache_max_entry_count": 0.5}}'
+    )
 
 
 def find_lmdeploy() -> str:
@@ -100,13 +123,14 @@ class LMDeployServer(LMDeployClient):
         server_name: The address the server listens on.
         server_port: Its port (``None``: a free port).
         tp: Tensor-parallel GPU count.
+        log_level: lmdeploy's log level (``'DEBUG'``...``'CRITICAL'``).
+        serve_cfg: Further ``lmdeploy serve api_server`` options by name
+            (``{'cache_max_entry_count': 0.5, 'enable_prefix_caching': True}``),
+            written as in :func:`lmdeploy_command`.
         backend: ``'turbomind'`` or ``'pytorch'``.
         session_len: Longest session in tokens (``None``: the model's default).
-        log_level: lmdeploy's log level (``'DEBUG'``...``'CRITICAL'``).
         api_keys: Keys the server accepts (a string or a list); the first is
             used by this client. Never logged.
-        serve_cfg: Further ``lmdeploy serve api_server`` options by name
-            (``{'cache_max_entry_count': 0.5, 'enable_prefix_caching': True}``).
         ready_timeout: Seconds to wait for the server to load the model and answer.
         log_path: File for the server's output (default: a temporary file).
         meta_template: Role dicts or a registered template name; with one, the
@@ -116,6 +140,7 @@ class LMDeployServer(LMDeployClient):
 
     Raises:
         MissingExtraError: The ``lmdeploy`` command is not installed.
+        TypeError: A ``serve_cfg`` value that has no command-line form.
         EngineStartError: The port is taken, or the server exited or was not
             ready in time (the message quotes the end of its log).
     """
@@ -127,11 +152,12 @@ class LMDeployServer(LMDeployClient):
         server_name: str = '127.0.0.1',
         server_port: int | None = None,
         tp: int = 1,
+        log_level: str = 'WARNING',
+        serve_cfg: Mapping[str, Any] | None = None,
+        *,
         backend: str = 'turbomind',
         session_len: int | None = None,
-        log_level: str = 'WARNING',
         api_keys: str | Sequence[str] | None = None,
-        serve_cfg: Mapping[str, Any] | None = None,
         ready_timeout: float = 1800.0,
         log_path: str | Path | None = None,
         meta_template: Sequence[Mapping[str, Any]] | str | None = None,

@@ -128,6 +128,7 @@ class ServerProcess:
         self._owns_log = log_path is None
         self._keep_log = False
         self._supervisor: subprocess.Popen[bytes] | None = None
+        self._owner_pid = os.getpid()
         self._pid: int | None = None
         self._returncode: int | None = None
         self._stopped = False
@@ -194,6 +195,7 @@ class ServerProcess:
         with self._lock:
             if self._supervisor is not None:
                 raise RuntimeError(f'{self.name} was already started')
+            self._owner_pid = os.getpid()
             ensure_port_free(self.host, self.port)
             self._spawn()
         try:
@@ -208,6 +210,8 @@ class ServerProcess:
     def stop(self) -> None:
         """Stop the server and its whole process group: SIGTERM, then SIGKILL
         after ``stop_timeout``. Calling it again, or before start, does nothing."""
+        if os.getpid() != self._owner_pid:
+            return  # a forked copy of the owner: the server is not ours to stop
         with self._lock:
             supervisor = self._supervisor
             if supervisor is None or self._stopped:
@@ -348,6 +352,22 @@ def _stop_all() -> None:
             process.stop()
         except Exception:  # keep stopping the others
             logger.exception('could not stop %s', process.name)
+
+
+def _forget_all_in_forked_child() -> None:
+    """A forked child owns none of its parent's servers: it must neither stop them
+    nor keep their supervisors' pipes open (which would hide the parent's death).
+    Runs right after fork, in the only thread of the child: no locks taken."""
+    global _live_lock
+    for process in list(_live):
+        if process._supervisor is not None and process._supervisor.stdin is not None:
+            with contextlib.suppress(OSError):
+                process._supervisor.stdin.close()
+    _live.clear()
+    _live_lock = threading.RLock()
+
+
+os.register_at_fork(after_in_child=_forget_all_in_forked_child)
 
 
 def _install_hooks() -> None:

@@ -91,6 +91,11 @@ def test_command_parses_as_lmdeploy_cli() -> None:
     assert args.allow_origins == ['http://a', 'http://b']
 
 
+def test_command_refuses_values_without_a_command_line_form() -> None:
+    with pytest.raises(TypeError, match="'backend-config'"):
+        lmdeploy_command('lmdeploy', MODEL_ID, server_name='h', server_port=1, serve_cfg={'backend_config': object()})
+
+
 def test_command_parses_with_real_lmdeploy_cli() -> None:
     try:
         from lmdeploy.cli.cli import CLI

@@ -191,6 +191,15 @@ def test_owner_killed_leaves_no_orphan(leftovers: Leftovers) -> None:
     assert wait_group_gone(pid, timeout=5)
 
 
+def test_owner_killed_with_a_forked_child_alive(leftovers: Leftovers) -> None:
+    owner = leftovers.proc(_owner('process', '--fork'))
+    pid = leftovers.group(_server_pid(owner))
+    owner.send_signal(signal.SIGKILL)
+    owner.wait(10)
+    assert group_alive(owner.pid)  # the forked child still runs, in the owner's group...
+    assert wait_group_gone(pid, timeout=5)  # ...and does not keep the server alive
+
+
 def test_owner_sigterm_stops_server(leftovers: Leftovers) -> None:
     owner = leftovers.proc(_owner('process'))
     pid = leftovers.group(_server_pid(owner))
