@@ -25,11 +25,12 @@ import email.utils
 import json
 import logging
 import random
+import select
 import threading
 import time
 import warnings
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
 import aiohttp
@@ -43,8 +44,9 @@ __all__ = ['HTTPTransport', 'SSEDecoder', 'translate_errors']
 logger = logging.getLogger(__name__)
 
 T = TypeVar('T')
-EventParser = Callable[[Any], 'T | None']
-"""Turns one decoded SSE event into an item of the stream (``None``: skip the event)."""
+EventParser = Callable[[list[Any]], Iterable[T]]
+"""Builds the items of a stream from the decoded events of one network read
+(one event or several: a parser may merge them, e.g. join their text deltas)."""
 
 _DONE = '[DONE]'
 _READ_SIZE = 1 << 16
@@ -253,12 +255,16 @@ class HTTPTransport:
         timeout: float | None = None,
         request_id: str | None = None,
     ) -> Iterator[T]:
-        """``POST`` a JSON body and stream the SSE answer, one item per event, until ``[DONE]``.
+        """``POST`` a JSON body and stream the SSE answer until ``[DONE]``.
+
+        Each network read is decoded at once: its events' JSON is decoded and
+        handed to ``parse`` together, so a reader that falls behind the server
+        catches up in fewer, larger items.
 
         Args:
             path: Path under ``base_url``, e.g. ``'/chat/completions'``.
             body: The JSON request (with ``"stream": true``).
-            parse: Builds an item from each decoded event; events it maps to ``None`` are skipped.
+            parse: Builds the items of the stream from the decoded events of one read.
             timeout: Total seconds for this call (``None``: the transport's ``timeout``).
             request_id: Sent as ``X-Request-Id``.
 
@@ -274,21 +280,20 @@ class HTTPTransport:
         deadline = self._deadline(timeout)
         url = self.base_url + path
         response = self._send('POST', url, body, deadline, request_id, stream=True)
-        decoder, raw, what = SSEDecoder(), response.raw, f'reading the stream of {url}'
-        events = 0
+        decoder, what = SSEDecoder(), f'reading the stream of {url}'
         try:
-            while True:
-                with translate_errors(what):
-                    data = raw.read1(_READ_SIZE, decode_content=True)
-                if not data:
-                    raise _unfinished(events)
-                for item in _parse_events(decoder.feed(data), parse):
-                    if item is _END:
-                        return
-                    events += 1
-                    yield item
-                if deadline is not None and time.monotonic() > deadline:
-                    raise LLMTimeoutError(f'{what}: the total timeout expired')
+            with translate_errors(what):
+                for data in _reads(response.raw):
+                    events, end = _decode_events(decoder.feed(data))
+                    if events:
+                        yield from _items(parse, events)
+                    if end is not None:
+                        if end is _END:
+                            return
+                        raise end
+                    if deadline is not None and time.monotonic() > deadline:
+                        raise LLMTimeoutError(f'{what}: the total timeout expired')
+                raise _unfinished()
         finally:
             response.close()
 
@@ -379,18 +384,18 @@ class HTTPTransport:
         url = self.base_url + path
         response = await self._asend('POST', url, body, deadline, request_id, stream=True)
         decoder, content, what = SSEDecoder(), response.content, f'reading the stream of {url}'
-        events = 0
         try:
-            while True:
-                with translate_errors(what):
-                    data = await content.readany()
-                if not data:
-                    raise _unfinished(events)
-                for item in _parse_events(decoder.feed(data), parse):
-                    if item is _END:
-                        return
-                    events += 1
-                    yield item
+            with translate_errors(what):
+                while data := await content.readany():
+                    events, end = _decode_events(decoder.feed(data))
+                    if events:
+                        for item in _items(parse, events):
+                            yield item
+                    if end is not None:
+                        if end is _END:
+                            return
+                        raise end
+                raise _unfinished()
         finally:
             response.close()
 
@@ -516,31 +521,69 @@ class HTTPTransport:
 _END: Any = object()
 
 
-def _parse_events(payloads: list[str], parse: EventParser[T]) -> Iterator[T]:
-    """Decode each event's JSON, raise in-band errors, and build items with ``parse``.
+def _reads(raw: urllib3.HTTPResponse) -> Iterator[bytes]:
+    """The body of a streamed ``requests`` response, as it arrives.
 
-    The hot path: one ``raw_decode`` per event (a whole payload must be one
-    JSON value), and ``_END`` at ``[DONE]``.
+    A chunked body is read one HTTP chunk at a time, and the chunks that have
+    already arrived are joined (a server writing one event per chunk would
+    otherwise cost a read, a parse and an item per event when the reader is
+    behind). Other bodies are read with ``read1``: whatever has arrived.
     """
-    decode = _raw_decode
+    if not raw.chunked:
+        yield from iter(lambda: raw.read1(_READ_SIZE, decode_content=True), b'')
+        return
+    chunks = raw.read_chunked(decode_content=True)
+    fileno = raw.fileno()
+    for data in chunks:
+        failure = None
+        while len(data) < _READ_SIZE and select.select((fileno,), (), (), 0)[0]:
+            try:
+                more = next(chunks, None)
+            except Exception as exc:  # raised once the data before it is delivered
+                failure = exc
+                break
+            if more is None:
+                break
+            data += more
+        yield data
+        if failure is not None:
+            raise failure
+
+
+def _decode_events(payloads: list[str]) -> tuple[list[Any], Any]:
+    """Decode the JSON of each event, up to ``[DONE]`` or an error.
+
+    Returns:
+        The events, and what ended them: ``None`` (the stream goes on),
+        ``_END`` (``[DONE]``) or the :class:`~lagent.errors.StreamError` to raise
+        once the events before it are delivered.
+
+    One ``raw_decode`` per event is the hot path: a payload must be exactly
+    one JSON value (only surrounding whitespace is tolerated).
+    """
+    decode, events = _raw_decode, []
     for payload in payloads:
         if payload == _DONE:
-            yield _END
-            return
+            return events, _END
         try:
             event, end = decode(payload)
             if end != len(payload):
                 event = json.loads(payload)  # surrounding whitespace is fine; anything else raises
         except ValueError as exc:
-            raise StreamError(f'the server sent an event that is not JSON: {payload[:200]!r}', body=payload) from exc
-        try:
-            if 'error' in event and event['error'] is not None:
-                raise _stream_error(event)
-            item = parse(event)
-        except (KeyError, IndexError, TypeError, AttributeError) as exc:
-            raise StreamError(f'unexpected event from the server: {payload[:200]!r}', body=event) from exc
-        if item is not None:
-            yield item
+            error = StreamError(f'the server sent an event that is not JSON: {payload[:200]!r}', body=payload)
+            error.__cause__ = exc
+            return events, error
+        if type(event) is dict and event.get('error') is not None:
+            return events, _stream_error(event)
+        events.append(event)
+    return events, None
+
+
+def _items(parse: EventParser[T], events: list[Any]) -> Iterable[T]:
+    try:
+        return parse(events)
+    except (KeyError, IndexError, TypeError, AttributeError) as exc:
+        raise StreamError(f'unexpected event from the server: {str(events[-1])[:200]!r}', body=events) from exc
 
 
 _raw_decode = json.JSONDecoder().raw_decode
@@ -552,10 +595,8 @@ def _stream_error(event: Any) -> StreamError:
     return StreamError(f'the server reported an error mid-stream: {message}', body=event)
 
 
-def _unfinished(events: int) -> LLMError:
-    return StreamError(
-        f'the server ended the stream without [DONE] after {events} events; it may have failed (see its log)'
-    )
+def _unfinished() -> LLMError:
+    return StreamError('the server ended the stream without [DONE]; it may have failed (see its log)')
 
 
 def _decode_json(content: bytes, url: str) -> Any:

@@ -9,7 +9,7 @@ from typing import Any
 
 from lagent.errors import EngineUnavailableError, StreamError
 from lagent.llms.base import BaseLLM, LLMRequest
-from lagent.llms.http import HTTPTransport
+from lagent.llms.http import EventParser, HTTPTransport
 from lagent.schema import Chunk, GenerationParams, Response, ToolCallDelta, Usage
 
 __all__ = ['GPTAPI', 'OpenAICompatible']
@@ -230,11 +230,11 @@ def _first_model(listing: Any) -> str:
         raise EngineUnavailableError(f'the server lists no model at /v1/models (got {str(listing)[:200]!r})') from exc
 
 
-def _endpoint(request: LLMRequest) -> tuple[str, Callable[[Any], Chunk], Callable[[Any], Chunk | None]]:
+def _endpoint(request: LLMRequest) -> tuple[str, Callable[[Any], Chunk], EventParser[Chunk]]:
     """The path of a request, and how to read its whole answer and its stream events."""
     if request.prompt is not None:
-        return '/completions', _completion_answer, _completion_delta
-    return '/chat/completions', _chat_answer, _chat_delta
+        return '/completions', _completion_answer, _completion_chunks
+    return '/chat/completions', _chat_answer, _chat_chunks
 
 
 # ---------------------------------------------------------------------- answers to chunks (the hot path)
@@ -284,6 +284,39 @@ def _chat_delta(event: dict[str, Any]) -> Chunk | None:
     if finish is None and usage is None and not calls:
         return Chunk(text) if text else None
     return Chunk(text or '', _finish_reason(finish), _usage(usage), _tool_deltas(calls))
+
+
+def _completion_chunks(events: list[dict[str, Any]]) -> list[Chunk]:
+    """The events of one network read as chunks (several events merge into one chunk)."""
+    if len(events) == 1:
+        chunk = _completion_delta(events[0])
+        return [chunk] if chunk is not None else []
+    return _merged([chunk for event in events if (chunk := _completion_delta(event)) is not None])
+
+
+def _chat_chunks(events: list[dict[str, Any]]) -> list[Chunk]:
+    """The events of one network read as chunks (several events merge into one chunk)."""
+    if len(events) == 1:
+        chunk = _chat_delta(events[0])
+        return [chunk] if chunk is not None else []
+    return _merged([chunk for event in events if (chunk := _chat_delta(event)) is not None])
+
+
+def _merged(chunks: list[Chunk]) -> list[Chunk]:
+    """One chunk saying what ``chunks`` say in order: text joined, tool-call fragments
+    kept in order, the last finish reason and usage."""
+    if len(chunks) <= 1:
+        return chunks
+    finish = usage = None
+    calls: list[ToolCallDelta] = []
+    for chunk in chunks:
+        if chunk.finish_reason is not None:
+            finish = chunk.finish_reason
+        if chunk.usage is not None:
+            usage = chunk.usage
+        if chunk.tool_calls:
+            calls += chunk.tool_calls
+    return [Chunk(''.join([chunk.text for chunk in chunks]), finish, usage, calls or None)]
 
 
 def _tool_deltas(calls: list[dict[str, Any]] | None) -> list[ToolCallDelta] | None:

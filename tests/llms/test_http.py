@@ -27,8 +27,9 @@ SECRET = 'sk-test-7f3a9c-do-not-leak'
 BODY = {'model': 'm', 'prompt': 'Hi', 'stream': True}
 
 
-def text_of(event: dict) -> str | None:
-    return event['choices'][0]['text'] if event['choices'] else None
+def text_of(events: list[dict]) -> list[str]:
+    """The parser the tests stream with: the text of each event."""
+    return [event['choices'][0]['text'] for event in events if event['choices']]
 
 
 # ---------------------------------------------------------------------- SSE decoder
