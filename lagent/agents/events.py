@@ -1,0 +1,154 @@
+"""What an agent reports while it works: typed events, and the result of a whole run.
+
+``stream_chat`` yields these events as they happen; ``chat`` returns an
+:class:`AgentResult` holding the same events except the text deltas.
+
+=====================  ==========================================  ======================================
+Event                  When                                        ``status``
+=====================  ==========================================  ======================================
+:class:`TextDelta`     the model wrote more text                   ``STREAM_ING``
+:class:`ModelReply`    the model finished a reply                  ``PLUGIN_END`` if it calls a tool,
+                                                                   ``CODE_END`` if it sends code to the
+                                                                   interpreter, else ``STREAM_ING``
+:class:`ToolCallStep`  a tool is about to run                      ``PLUGIN_START`` (``CODING`` for code)
+:class:`ToolResultStep`  a tool returned, failed, or the call      ``PLUGIN_RETURN`` (``CODE_RETURN``
+                       could not be parsed                         for code)
+:class:`FinalAnswer`   the run is over (always the last event)     ``END``, or ``SESSION_OUT_OF_LIMIT``
+                                                                   when ``max_turn`` replies were used
+=====================  ==========================================  ======================================
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from lagent.schema import ActionReturn, AgentStatusCode, Response, ToolCall
+
+__all__ = [
+    'AgentEvent',
+    'AgentResult',
+    'AgentStep',
+    'FinalAnswer',
+    'ModelReply',
+    'TextDelta',
+    'ToolCallStep',
+    'ToolResultStep',
+]
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    turn: int
+    """Which model reply of the run this belongs to (1 for the first)."""
+
+
+class TextDelta(_Event):
+    """New text from the model, as it streams in."""
+
+    kind: Literal['text_delta'] = 'text_delta'
+    """Tells the event types apart."""
+    status: AgentStatusCode = AgentStatusCode.STREAM_ING
+    """Always ``STREAM_ING``."""
+    text: str
+    """The new text only."""
+
+
+class ModelReply(_Event):
+    """A whole reply of the model, before the agent acts on it."""
+
+    kind: Literal['model_reply'] = 'model_reply'
+    """Tells the event types apart."""
+    status: AgentStatusCode
+    """``PLUGIN_END`` (it calls tools), ``CODE_END`` (it sends code) or ``STREAM_ING`` (plain text)."""
+    text: str
+    """The reply text as the model wrote it (stop words removed)."""
+    response: Response
+    """The whole reply: text, native tool calls, finish reason, usage."""
+
+
+class ToolCallStep(_Event):
+    """A tool call the agent is about to run."""
+
+    kind: Literal['tool_call'] = 'tool_call'
+    """Tells the event types apart."""
+    status: AgentStatusCode = AgentStatusCode.PLUGIN_START
+    """``PLUGIN_START``, or ``CODING`` for code sent to the interpreter."""
+    call: ToolCall
+    """The call: its id, the tool's name and the arguments as JSON text."""
+
+
+class ToolResultStep(_Event):
+    """What a tool call gave; also reports a call the agent could not parse."""
+
+    kind: Literal['tool_result'] = 'tool_result'
+    """Tells the event types apart."""
+    status: AgentStatusCode = AgentStatusCode.PLUGIN_RETURN
+    """``PLUGIN_RETURN``, or ``CODE_RETURN`` for code run by the interpreter."""
+    call_id: str | None
+    """Id of the call this answers (``None`` when the call could not be parsed)."""
+    result: ActionReturn
+    """The tool's result or the reason it failed (``state`` tells which)."""
+    observation: str
+    """The text the model is shown for this result."""
+
+
+class FinalAnswer(_Event):
+    """The end of a run."""
+
+    kind: Literal['final_answer'] = 'final_answer'
+    """Tells the event types apart."""
+    status: AgentStatusCode
+    """``END`` with an answer, or ``SESSION_OUT_OF_LIMIT`` when the run used ``max_turn`` replies."""
+    text: str
+    """The answer; when out of turns, the text of the last reply."""
+
+
+AgentStep = Annotated[Union[ModelReply, ToolCallStep, ToolResultStep, FinalAnswer], Field(discriminator='kind')]
+"""An inner step of a run, as kept in :attr:`AgentResult.steps`."""
+
+AgentEvent = Annotated[
+    Union[TextDelta, ModelReply, ToolCallStep, ToolResultStep, FinalAnswer], Field(discriminator='kind')
+]
+"""Anything ``stream_chat`` yields."""
+
+
+class AgentResult(BaseModel):
+    """The outcome of :meth:`~lagent.agents.BaseAgent.chat`: the answer and how it was reached."""
+
+    answer: str
+    """The final answer (when out of turns, the text of the last reply)."""
+    status: AgentStatusCode
+    """``END``, or ``SESSION_OUT_OF_LIMIT`` when ``max_turn`` replies did not reach an answer."""
+    steps: list[AgentStep] = Field(default_factory=list)
+    """Every model reply, tool call, tool result and the final answer, in order."""
+
+    @property
+    def tool_calls(self) -> list[ToolCall]:
+        """The tool calls that ran, in order."""
+        return [step.call for step in self.steps if isinstance(step, ToolCallStep)]
+
+    @property
+    def tool_results(self) -> list[ActionReturn]:
+        """The results of the tool calls (and of calls that could not be parsed), in order."""
+        return [step.result for step in self.steps if isinstance(step, ToolResultStep)]
+
+    @property
+    def turns(self) -> int:
+        """How many replies the model gave."""
+        return sum(isinstance(step, ModelReply) for step in self.steps)
+
+    @classmethod
+    def from_events(cls, events: list[AgentEvent]) -> AgentResult:
+        """Build the result of a finished run from its events.
+
+        Raises:
+            ValueError: The events do not end with a :class:`FinalAnswer`.
+        """
+        if not events or not isinstance(events[-1], FinalAnswer):
+            raise ValueError('a finished run ends with a FinalAnswer event')
+        final = events[-1]
+        steps = [event for event in events if not isinstance(event, TextDelta)]
+        return cls(answer=final.text, status=final.status, steps=steps)
