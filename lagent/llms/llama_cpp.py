@@ -49,7 +49,8 @@ class LlamaCpp(BaseLLM):
             own chat template applies and ``tools`` are supported.
         chat_template: A Jinja chat template rendered by lagent instead.
         n_ctx: Context length in tokens (prompt and reply together).
-        n_threads: CPU threads for decoding; ``None``: every CPU this process may use.
+        n_threads: CPU threads for decoding; ``None``: llama.cpp's default (half the
+            CPUs, which also holds up best when other processes load the machine).
         n_batch: Most prompt tokens evaluated per step.
         verbose: Let llama.cpp print its own logs to stderr.
         **gen_params: Generation defaults (see :class:`~lagent.llms.base.BaseLLM`).
@@ -83,12 +84,11 @@ class LlamaCpp(BaseLLM):
         super().__init__(str(model_path), meta_template, chat_template=chat_template, **gen_params)
         if not model_path.is_file():
             raise FileNotFoundError(f'no GGUF file at {os.fspath(model_path)!r}')
-        threads = n_threads if n_threads is not None else len(os.sched_getaffinity(0))
         try:
             self._llama = llama_cpp.Llama(
                 model_path=str(model_path),
                 n_ctx=n_ctx,
-                n_threads=threads,
+                n_threads=n_threads,
                 n_batch=n_batch,
                 verbose=verbose,
             )

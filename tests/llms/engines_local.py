@@ -30,7 +30,7 @@ def llamacpp_engines(smollm2_path: Path) -> Iterator[MakeEngine]:
     def make(**kwargs: Any) -> LlamaCpp:
         key = repr(sorted(kwargs.items()))
         if key not in engines:
-            engines[key] = LlamaCpp(smollm2_path, n_threads=2, **kwargs)
+            engines[key] = LlamaCpp(smollm2_path, **kwargs)
         return engines[key]
 
     yield make
