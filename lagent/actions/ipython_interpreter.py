@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 import threading
+from typing import Any
 
-from lagent.actions._sandbox import SandboxLimits, SandboxSession, choose_identity
-from lagent.actions.base_action import BaseAction
-from lagent.actions.python_interpreter import format_outcome, unfence
+from lagent.actions._sandbox import SandboxSession
+from lagent.actions.python_interpreter import PythonInterpreter, format_outcome, unfence
 from lagent.schema import ActionReturn, ActionStatusCode
 
 __all__ = ['IPythonInterpreter']
@@ -15,13 +14,13 @@ __all__ = ['IPythonInterpreter']
 _RESTARTED = 'The session was restarted: earlier variables, imports and files are gone.'
 
 
-class IPythonInterpreter(BaseAction):
+class IPythonInterpreter(PythonInterpreter):
     """Runs Python code in one long-lived child process, like the cells of a notebook.
 
     Variables, imports and functions persist from one call to the next. The
     child is contained like :class:`~lagent.actions.PythonInterpreter`'s
-    (same rlimits, scrubbed environment, scratch directory as working
-    directory, runs as ``user`` when the parent is root), with these
+    (same options and rlimits, scrubbed environment, scratch directory as
+    working directory, runs as ``user`` when the parent is root), with these
     differences:
 
     * The wall-clock limit applies per call: on expiry the session is killed
@@ -35,47 +34,13 @@ class IPythonInterpreter(BaseAction):
     interpreter exit) and restarted by :meth:`reset`. Calls are serialized.
 
     Args:
-        timeout: Wall-clock seconds per call.
-        memory_mb: Address-space limit, MiB (``None``: none).
-        cpu_seconds: CPU seconds per call (``None``: ``timeout`` rounded up).
-        max_processes: Processes (and threads) the code may add (``None``: no limit).
-        file_size_mb: Largest file the code may write, MiB (``None``: none).
-        max_output_chars: Characters kept of stdout, of stderr and of the value.
-        python: Interpreter to run (only its standard library is used).
-        user: User to run as when the parent is root; ``None`` keeps root.
-        name: The tool's name (default ``'IPythonInterpreter'``).
+        **options: The options of :class:`~lagent.actions.PythonInterpreter`
+            (``timeout``, ``memory_mb``, ``cpu_seconds``, ``max_processes``,
+            ``file_size_mb``, ``max_output_chars``, ``python``, ``user``, ``name``).
     """
 
-    tool_methods = ('run',)
-
-    def __init__(
-        self,
-        *,
-        timeout: float = 10.0,
-        memory_mb: int | None = 512,
-        cpu_seconds: float | None = None,
-        max_processes: int | None = 16,
-        file_size_mb: int | None = 64,
-        max_output_chars: int = 4000,
-        python: str | None = None,
-        user: str | None = 'nobody',
-        name: str | None = None,
-    ):
-        super().__init__(name)
-        if timeout <= 0:
-            raise ValueError(f'timeout must be positive, got {timeout!r}')
-        self.limits = SandboxLimits(
-            wall_seconds=timeout,
-            cpu_seconds=cpu_seconds,
-            memory_mb=memory_mb,
-            max_processes=max_processes,
-            file_size_mb=file_size_mb,
-            max_output_chars=max_output_chars,
-        )
-        """The limits every call runs under."""
-        self.python, self.run_as = choose_identity(user, python or sys.executable)
-        """The interpreter the child runs, and the ``(uid, gid)`` it runs as
-        (``None``: the parent's own user)."""
+    def __init__(self, **options: Any):
+        super().__init__(**options)
         self._session: SandboxSession | None = None
         self._lock = threading.Lock()
 

@@ -50,6 +50,9 @@ class PythonInterpreter(BaseAction):
       files; a ``python`` that user cannot execute makes it fall back to a
       system ``python3``, or else to root (logged), where a fork bomb is
       bounded only by the wall-clock limit and the process cleanup.
+    * When the parent does not run as root, the child runs as the same user
+      and could read the parent's files and ``/proc/<pid>/environ``: only the
+      environment it is given is scrubbed.
     * Limits are per process: ``n`` processes may use ``n`` times the memory.
 
     Args:
@@ -62,8 +65,13 @@ class PythonInterpreter(BaseAction):
         python: Interpreter to run (only its standard library is used); defaults
             to the current one.
         user: User to run as when the parent is root; ``None`` keeps root.
-        name: The tool's name (default ``'PythonInterpreter'``).
+        name: The tool's name (default: the class name).
+
+    Raises:
+        ValueError: ``timeout`` is not positive.
     """
+
+    tool_methods = ('run',)
 
     def __init__(
         self,
