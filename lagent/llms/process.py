@@ -77,7 +77,10 @@ class ServerProcess:
     """A server command run as a child process, ready once it answers HTTP.
 
     Readiness: ``GET /health`` answers 200 (or 404: the server has no such
-    endpoint), then ``GET /v1/models`` answers 200.
+    endpoint), then ``GET /v1/models`` answers 200. A copy of the owner made
+    by ``os.fork`` neither stops the server nor keeps it alive. POSIX only
+    (the kernel guards described above are Linux's; elsewhere the supervisor
+    still stops the server when the owner's pipe closes).
 
     Example::
 
@@ -115,10 +118,10 @@ class ServerProcess:
     ):
         if not command:
             raise ValueError('command must not be empty')
-        self.command = [str(arg) for arg in command]
+        self._command = [str(arg) for arg in command]
         self.host = host
         self.port = port
-        self.name = name or Path(self.command[0]).name
+        self.name = name or Path(self._command[0]).name
         self.ready_timeout = ready_timeout
         self.stop_timeout = stop_timeout
         self.env = dict(env) if env is not None else None
@@ -145,6 +148,11 @@ class ServerProcess:
         """The base URL clients use, e.g. ``http://127.0.0.1:23333``."""
         host = {'0.0.0.0': '127.0.0.1', '': '127.0.0.1', '::': '::1'}.get(self.host, self.host)
         return f'http://{_host_port(host, self.port)}'
+
+    @property
+    def command_line(self) -> str:
+        """The server's command line, as a shell would read it, secrets masked."""
+        return self._mask(shlex.join(self._command))
 
     @property
     def pid(self) -> int | None:
@@ -254,8 +262,8 @@ class ServerProcess:
             handle, path = tempfile.mkstemp(prefix=f'lagent-{self.name}-', suffix='.log')
             os.close(handle)
             self._log_path = Path(path)
-        logger.info('starting %s: %s (log: %s)', self.name, self._mask(shlex.join(self.command)), self._log_path)
-        argv = [sys.executable, '-I', str(_SUPERVISOR), str(self.stop_timeout), '--', *self.command]
+        logger.info('starting %s: %s (log: %s)', self.name, self.command_line, self._log_path)
+        argv = [sys.executable, '-I', str(_SUPERVISOR), str(self.stop_timeout), '--', *self._command]
         with open(self._log_path, 'ab') as log:
             supervisor = subprocess.Popen(
                 argv,
@@ -268,8 +276,7 @@ class ServerProcess:
         self._supervisor = supervisor
         _remember(self)
         first = supervisor.stdout.readline().decode(errors='replace').strip()  # type: ignore[union-attr]
-        if not first.isdigit():
-            self._keep_log = True
+        if not first.isdigit():  # the command could not be run: the reason is in the message
             self.stop()
             reason = first.removeprefix('error ') or 'the supervisor exited'
             raise EngineStartError(f'cannot run {self.name}: {self._mask(reason)}')

@@ -176,11 +176,11 @@ def test_context_manager_stops_server(standin: StandIn, leftovers: Leftovers) ->
     assert not group_alive(pgid)
 
 
-def test_server_exits_early(standin: StandIn, leftovers: Leftovers, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_server_exits_early(standin: StandIn, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv('LMDEPLOY_STANDIN_EXIT', '3')
     started = time.monotonic()
     with pytest.raises(EngineStartError) as info:
-        LMDeployServer(MODEL_ID, ready_timeout=120)
+        LMDeployServer(MODEL_ID, ready_timeout=120, log_path=tmp_path / 'lmdeploy.log')
     assert time.monotonic() - started < 10  # not the ready timeout
     message = str(info.value)
     assert f'RuntimeError: failed to load model {MODEL_ID}: out of memory' in message
@@ -196,14 +196,14 @@ def test_real_lmdeploy_failure_is_quoted(tmp_path: Path, monkeypatch: pytest.Mon
         pytest.skip('lmdeploy is not installed')
     monkeypatch.setenv('HF_HUB_OFFLINE', '1')  # never reach for a model hub
     with pytest.raises(EngineStartError, match='exited with code') as info:
-        LMDeployServer(str(tmp_path), backend='pytorch', ready_timeout=300)
+        LMDeployServer(str(tmp_path), backend='pytorch', ready_timeout=300, log_path=tmp_path / 'lmdeploy.log')
     message = str(info.value)
     assert 'Error' in message.split('last lines of its log', 1)[1]  # lmdeploy's own words
 
 
-def test_bad_option_is_refused_by_the_cli(standin: StandIn) -> None:
+def test_bad_option_is_refused_by_the_cli(standin: StandIn, tmp_path: Path) -> None:
     with pytest.raises(EngineStartError, match='unrecognized arguments: --no-such-option'):
-        LMDeployServer(MODEL_ID, serve_cfg={'no_such_option': 1}, ready_timeout=120)
+        LMDeployServer(MODEL_ID, serve_cfg={'no_such_option': 1}, ready_timeout=120, log_path=tmp_path / 'lmdeploy.log')
 
 
 def test_port_taken(standin: StandIn) -> None:
@@ -223,9 +223,9 @@ def test_missing_lmdeploy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
         LMDeployServer(MODEL_ID, server_port=free_port())
 
 
-def _owner(*args: str) -> subprocess.Popen:
+def _owner(log: Path, *args: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, '-m', 'tests.fixtures.server_owner', *args],
+        [sys.executable, '-m', 'tests.fixtures.server_owner', str(log), *args],
         cwd=REPO,
         stdout=subprocess.PIPE,
         start_new_session=True,
@@ -238,8 +238,8 @@ def _server_pid(owner: subprocess.Popen) -> int:
     return int(line.split()[1])
 
 
-def test_owner_killed_leaves_no_orphan(standin: StandIn, leftovers: Leftovers) -> None:
-    owner = leftovers.proc(_owner('lmdeploy', MODEL_ID))
+def test_owner_killed_leaves_no_orphan(standin: StandIn, leftovers: Leftovers, tmp_path: Path) -> None:
+    owner = leftovers.proc(_owner(tmp_path / 'server.log', 'lmdeploy', MODEL_ID))
     pid = leftovers.group(_server_pid(owner))
     assert group_alive(pid)
     owner.send_signal(signal.SIGKILL)
@@ -247,8 +247,8 @@ def test_owner_killed_leaves_no_orphan(standin: StandIn, leftovers: Leftovers) -
     assert wait_group_gone(pid, timeout=5)
 
 
-def test_owner_sigterm_stops_server(standin: StandIn, leftovers: Leftovers) -> None:
-    owner = leftovers.proc(_owner('lmdeploy', MODEL_ID))
+def test_owner_sigterm_stops_server(standin: StandIn, leftovers: Leftovers, tmp_path: Path) -> None:
+    owner = leftovers.proc(_owner(tmp_path / 'server.log', 'lmdeploy', MODEL_ID))
     pid = leftovers.group(_server_pid(owner))
     owner.send_signal(signal.SIGTERM)
     assert owner.wait(30) == -signal.SIGTERM

@@ -167,9 +167,9 @@ def test_sigkill_after_grace(leftovers: Leftovers) -> None:
     assert not group_alive(server.pid)
 
 
-def _owner(*args: str) -> subprocess.Popen:
+def _owner(log: Path, *args: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, '-m', 'tests.fixtures.server_owner', *args],
+        [sys.executable, '-m', 'tests.fixtures.server_owner', str(log), *args],
         cwd=REPO,
         stdout=subprocess.PIPE,
         start_new_session=True,
@@ -182,8 +182,8 @@ def _server_pid(owner: subprocess.Popen) -> int:
     return int(line.split()[1])
 
 
-def test_owner_killed_leaves_no_orphan(leftovers: Leftovers) -> None:
-    owner = leftovers.proc(_owner('process'))
+def test_owner_killed_leaves_no_orphan(leftovers: Leftovers, tmp_path: Path) -> None:
+    owner = leftovers.proc(_owner(tmp_path / 'server.log', 'process'))
     pid = leftovers.group(_server_pid(owner))
     assert group_alive(pid)
     owner.send_signal(signal.SIGKILL)
@@ -191,8 +191,8 @@ def test_owner_killed_leaves_no_orphan(leftovers: Leftovers) -> None:
     assert wait_group_gone(pid, timeout=5)
 
 
-def test_owner_killed_with_a_forked_child_alive(leftovers: Leftovers) -> None:
-    owner = leftovers.proc(_owner('process', '--fork'))
+def test_owner_killed_with_a_forked_child_alive(leftovers: Leftovers, tmp_path: Path) -> None:
+    owner = leftovers.proc(_owner(tmp_path / 'server.log', 'process', '--fork'))
     pid = leftovers.group(_server_pid(owner))
     owner.send_signal(signal.SIGKILL)
     owner.wait(10)
@@ -200,16 +200,16 @@ def test_owner_killed_with_a_forked_child_alive(leftovers: Leftovers) -> None:
     assert wait_group_gone(pid, timeout=5)  # ...and does not keep the server alive
 
 
-def test_owner_sigterm_stops_server(leftovers: Leftovers) -> None:
-    owner = leftovers.proc(_owner('process'))
+def test_owner_sigterm_stops_server(leftovers: Leftovers, tmp_path: Path) -> None:
+    owner = leftovers.proc(_owner(tmp_path / 'server.log', 'process'))
     pid = leftovers.group(_server_pid(owner))
     owner.send_signal(signal.SIGTERM)
     assert owner.wait(10) == -signal.SIGTERM  # the default action still happens
     assert not group_alive(pid)  # stopped by the owner itself, before it died
 
 
-def test_owner_sigterm_chains_previous_handler(leftovers: Leftovers) -> None:
-    owner = leftovers.proc(_owner('process', '--chain-handler'))
+def test_owner_sigterm_chains_previous_handler(leftovers: Leftovers, tmp_path: Path) -> None:
+    owner = leftovers.proc(_owner(tmp_path / 'server.log', 'process', '--chain-handler'))
     pid = leftovers.group(_server_pid(owner))
     owner.send_signal(signal.SIGTERM)
     assert read_line(owner, timeout=10) == 'owner handler ran'
@@ -217,8 +217,8 @@ def test_owner_sigterm_chains_previous_handler(leftovers: Leftovers) -> None:
     assert not group_alive(pid)
 
 
-def test_interpreter_exit_stops_server(leftovers: Leftovers) -> None:
-    owner = leftovers.proc(_owner('process', '--exit'))
+def test_interpreter_exit_stops_server(leftovers: Leftovers, tmp_path: Path) -> None:
+    owner = leftovers.proc(_owner(tmp_path / 'server.log', 'process', '--exit'))
     pid = leftovers.group(_server_pid(owner))
     assert owner.wait(30) == 0
     assert not group_alive(pid)
