@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import re
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
@@ -328,13 +329,9 @@ def _build(config_class: type, fields: dict[str, Any], *, what: str) -> Any:
 
 
 def _version_tuple(version: str) -> tuple[int, ...]:
-    numbers = []
-    for part in version.split('.'):
-        digits = ''.join(char for char in part if char.isdigit())
-        if not digits:
-            break
-        numbers.append(int(digits))
-    return tuple(numbers)
+    """``'0.16.1'`` -> ``(0, 16, 1)``; pre-release and local tails (``rc1``, ``.dev3``) are dropped."""
+    match = re.match(r'\d+(?:\.\d+)*', version)
+    return tuple(int(part) for part in match.group().split('.')) if match else ()
 
 
 def _raise_for_error(response: Any) -> None:
