@@ -218,8 +218,8 @@ def test_system_exit_in_a_tool_is_contained():
 
 def test_sync_timeout(executor: ActionExecutor):
     started = time.monotonic()
-    result = executor.execute('nap', {'seconds': 2})
-    assert time.monotonic() - started < 3
+    result = executor.execute('nap', {'seconds': 10})
+    assert time.monotonic() - started < 5
     assert result.state == ActionStatusCode.API_ERROR
     assert result.errmsg == 'nap timed out after 0.5s'
     assert executor.execute('nap', {'seconds': 0}).format_result() == 'awake'
@@ -227,7 +227,7 @@ def test_sync_timeout(executor: ActionExecutor):
 
 def test_async_tool_in_sync_executor(executor: ActionExecutor):
     assert executor.execute('anap', {'seconds': 0}).format_result() == 'awake'
-    assert executor.execute('anap', {'seconds': 2}).errmsg == 'anap timed out after 0.5s'
+    assert executor.execute('anap', {'seconds': 10}).errmsg == 'anap timed out after 0.5s'
 
 
 async def test_sync_executor_call_inside_a_running_loop(executor: ActionExecutor):
@@ -246,16 +246,18 @@ async def test_async_executor(executor: ActionExecutor):
 
 async def test_async_timeouts(executor: ActionExecutor):
     started = time.monotonic()
-    results = await asyncio.gather(executor.aexecute('anap', {'seconds': 2}), executor.aexecute('nap', {'seconds': 2}))
-    assert time.monotonic() - started < 3
+    results = await asyncio.gather(
+        executor.aexecute('anap', {'seconds': 10}), executor.aexecute('nap', {'seconds': 10})
+    )
+    assert time.monotonic() - started < 5
     assert [r.errmsg for r in results] == ['anap timed out after 0.5s', 'nap timed out after 0.5s']
 
 
 def test_abandoned_sync_tool_does_not_hold_up_the_event_loop_shutdown(executor: ActionExecutor):
     started = time.monotonic()
-    result = asyncio.run(executor.aexecute('nap', {'seconds': 3}))
+    result = asyncio.run(executor.aexecute('nap', {'seconds': 10}))
     assert result.errmsg == 'nap timed out after 0.5s'
-    assert time.monotonic() - started < 2.5  # asyncio.to_thread would wait the 3 s out at loop shutdown
+    assert time.monotonic() - started < 5  # asyncio.to_thread would wait the 10 s out at loop shutdown
 
 
 async def test_a_tools_own_timeout_error_is_not_the_executors():

@@ -67,7 +67,7 @@ def test_timeout_kills_the_session_and_the_next_call_starts_fresh(session: IPyth
     group = session.pid
     started = time.monotonic()
     errmsg = _failed(session.run('print("working", flush=True)\nwhile True:\n    pass'))
-    assert time.monotonic() - started < 6
+    assert time.monotonic() - started < 15  # generous: the machine may be busy; the code would run forever
     assert errmsg == f'working\ntimed out after 2s (wall-clock limit); the process was killed\n{RESTARTED}'
     assert processes_in_group(group) == []
     assert _failed(session.run('kept')).endswith("NameError: name 'kept' is not defined")
@@ -114,7 +114,7 @@ def test_fork_bomb_is_contained(session: IPythonInterpreter):
     supervisor = session.pid
     started = time.monotonic()
     errmsg = _failed(session.run(code))
-    assert time.monotonic() - started < 8
+    assert time.monotonic() - started < 20
     assert errmsg.endswith(f'timed out after 2s (wall-clock limit); the process was killed\n{RESTARTED}')
     group = int(re.search(r'^group (\d+)$', errmsg, re.MULTILINE).group(1))
     escaped = int(re.search(r'^escaped (\d+)$', errmsg, re.MULTILINE).group(1))

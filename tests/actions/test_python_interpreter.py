@@ -122,7 +122,7 @@ def test_through_the_executor(interpreter: PythonInterpreter):
 def test_infinite_loop_is_killed_at_the_wall_clock_limit():
     started = time.monotonic()
     errmsg = _failed(PythonInterpreter(timeout=1).run('while True:\n    pass'))
-    assert time.monotonic() - started < 4
+    assert time.monotonic() - started < 10  # generous: the machine may be busy; the code would run forever
     assert errmsg == 'timed out after 1s (wall-clock limit); the process was killed'
 
 
@@ -141,7 +141,7 @@ def test_allocating_8_gb_fails_with_memory_error():
 def test_cpu_time_limit():
     started = time.monotonic()
     errmsg = _failed(PythonInterpreter(timeout=20, cpu_seconds=1).run('while True:\n    pass'))
-    assert time.monotonic() - started < 10
+    assert time.monotonic() - started < 15
     assert errmsg == 'killed by SIGXCPU: CPU time limit exceeded'
 
 
@@ -169,7 +169,7 @@ def test_fork_bomb_is_contained_and_leaves_no_process():
     )
     started = time.monotonic()
     errmsg = _failed(PythonInterpreter(timeout=2, max_processes=8).run(code))
-    assert time.monotonic() - started < 8
+    assert time.monotonic() - started < 20
     assert errmsg.endswith('timed out after 2s (wall-clock limit); the process was killed')
     group = int(re.search(r'^group (\d+)$', errmsg, re.MULTILINE).group(1))
     escaped = int(re.search(r'^escaped (\d+)$', errmsg, re.MULTILINE).group(1))
