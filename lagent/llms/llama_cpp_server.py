@@ -12,6 +12,7 @@ import importlib.util
 import json
 import os
 import sys
+import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -166,6 +167,7 @@ class LlamaCppServer(OpenAICompatible):
         except BaseException:
             super().close()
             raise
+        weakref.finalize(self, self.process.stop)  # an engine dropped without close() still stops its server
 
     def close(self) -> None:
         """Close the client's connections and stop the server."""

@@ -12,6 +12,7 @@ import asyncio
 import json
 import shutil
 import sys
+import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -201,6 +202,7 @@ class LMDeployServer(LMDeployClient):
         except BaseException:
             super().close()
             raise
+        weakref.finalize(self, self.process.stop)  # an engine dropped without close() still stops its server
 
     def close(self) -> None:
         """Close the client's connections and stop the server."""

@@ -3,6 +3,7 @@ through the OpenAI-compatible client, then stopped."""
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import logging
 import sys
@@ -59,6 +60,15 @@ async def test_async_chat_and_stream(leftovers: Leftovers) -> None:
         assert (await llm.achat(USER)).strip()
         texts = [chunk.text async for chunk in llm.astream(USER)]
         assert ''.join(texts).strip()
+    assert not group_alive(pgid)
+
+
+def test_dropped_engine_stops_its_server(leftovers: Leftovers) -> None:
+    llm = LlamaCppServer(max_new_tokens=4)
+    pgid = leftovers.group(llm.process.pid)
+    assert group_alive(pgid)
+    del llm
+    gc.collect()
     assert not group_alive(pgid)
 
 
