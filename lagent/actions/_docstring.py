@@ -37,7 +37,7 @@ _GOOGLE_SECTIONS = _PARAMETER_SECTIONS | frozenset(
     }
 )
 _GOOGLE_HEADER = re.compile(r'^(?P<title>[A-Za-z][A-Za-z ]*):\s*$')
-_GOOGLE_ENTRY = re.compile(r'^\*{0,2}(?P<name>\w+)\s*(?:\([^)]*\))?\s*:(?P<text>.*)$')
+_GOOGLE_ENTRY = re.compile(r'^\*{0,2}(?P<name>\w+)\s*(?:\((?:[^()]|\([^()]*\))*\))?\s*:(?P<text>.*)$')
 _NUMPY_UNDERLINE = re.compile(r'^-{3,}\s*$')
 _NUMPY_ENTRY = re.compile(r'^(?P<names>\*{0,2}\w+(?:\s*,\s*\*{0,2}\w+)*)\s*(?::.*)?$')
 

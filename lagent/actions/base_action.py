@@ -46,12 +46,17 @@ class BaseAction:
     Args:
         name: The action's name, used to name its tools (see the module
             docstring); defaults to the class name.
+
+    Raises:
+        ValueError: ``name`` is not a valid tool name.
     """
 
     tool_methods: ClassVar[tuple[str, ...] | None] = None
     """Names of the methods that are tools; ``None``: every public documented method."""
 
     def __init__(self, name: str | None = None):
+        if name is not None and not TOOL_NAME_PATTERN.match(name):
+            raise ValueError(f'invalid action name {name!r}: use 1 to 64 letters, digits, "_" or "-"')
         self._name = name
         self._tools: list[Tool] | None = None
 

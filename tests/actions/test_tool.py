@@ -228,7 +228,7 @@ def test_google_docstring_with_types_continuations_and_other_sections():
         Args:
             query (str): What to look for. Words are
                 matched case-insensitively.
-            limit (int, optional): How many results
+            limit (Optional(int), optional): How many results
                 to return.
             exact: Match the whole phrase.
 
@@ -582,3 +582,5 @@ def test_base_action_errors():
 
     with pytest.raises(ValueError, match='is invalid'):
         _ = Weather(name='x' * 60).tools
+    with pytest.raises(ValueError, match="invalid action name 'my weather'"):
+        Weather(name='my weather')
