@@ -30,6 +30,7 @@ _BINARY: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
     ast.Pow: operator.pow,
 }
 _UNARY: dict[type[ast.unaryop], Callable[[Any], Any]] = {ast.UAdd: operator.pos, ast.USub: operator.neg}
+_SIGNS = str.maketrans({'×': '*', '÷': '/', '−': '-'})
 _MAX_PRINTABLE_BITS = 14_000  # 4,215 digits: below the 4,300 digits int-to-str conversion allows
 _CONSTANTS: dict[str, float] = {'pi': math.pi, 'e': math.e, 'tau': math.tau, 'inf': math.inf}
 
@@ -118,7 +119,7 @@ class Calculator(BaseAction):
         if len(expression) > self.max_length:
             raise CalculatorError(f'expression is too long ({len(expression)} > {self.max_length} characters)')
         try:
-            tree = ast.parse(expression.strip(), mode='eval')
+            tree = ast.parse(_plain(expression), mode='eval')
         except SyntaxError as exc:
             raise CalculatorError(f'not a valid expression: {exc.msg}') from None
         return _format(self._evaluate(tree.body))
@@ -173,6 +174,12 @@ class Calculator(BaseAction):
         if isinstance(value, int) and value.bit_length() > self.max_bits:
             raise CalculatorError(f'result too large: {value.bit_length()} bits (limit {self.max_bits})')
         return value
+
+
+def _plain(expression: str) -> str:
+    """The expression with the math signs models often write (``×``, ``÷``,
+    ``−``, a trailing ``=``) replaced by Python's."""
+    return expression.translate(_SIGNS).strip().removesuffix('=').strip()
 
 
 def _format(value: Number) -> str:
