@@ -1,0 +1,60 @@
+"""A function-calling agent with a calculator and a Python interpreter, on the
+embedded default model (SmolLM2-135M-Instruct run by llama.cpp on the CPU).
+
+    python examples/function_calling_agent.py
+    python examples/function_calling_agent.py "What is 19 * 23?"
+
+A 135M-parameter model does not decide on its own to call a tool, so the
+agent forces the first reply to be a ``Calculator`` call: llama.cpp's function
+calling then constrains the reply to valid JSON arguments, the calculator
+computes the exact result, and the model answers from it (``tool_choice`` for
+the first reply, ``next_tool_choice='none'`` for the answer). Decoding is
+greedy, so the same question always takes the same steps. With a larger model,
+leave both at ``'auto'`` and let it choose.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from lagent.actions import Calculator, PythonInterpreter
+from lagent.agents import AgentEvent, FunctionCallAgent
+from lagent.llms.llama_cpp import default_llm
+
+QUESTION = 'What is 37 * 12?'
+
+
+def show(event: AgentEvent) -> None:
+    """Print one step of the agent as it happens."""
+    if event.kind == 'text_delta':
+        print(event.text, end='', flush=True)
+    elif event.kind == 'model_reply':
+        if event.text:
+            print()
+    elif event.kind == 'tool_call':
+        print(f'[tool call] {event.call.function.name} {event.call.function.arguments}')
+    elif event.kind == 'tool_result':
+        print(f'[tool result] {event.observation}')
+    elif event.kind == 'final_answer':
+        print(f'[answer] {event.text}  ({event.status.name})')
+
+
+def main(question: str) -> None:
+    llm = default_llm()
+    with PythonInterpreter() as python:
+        agent = FunctionCallAgent(
+            llm,
+            [Calculator(), python],
+            tool_choice='Calculator',
+            next_tool_choice='none',
+            temperature=0,
+            max_new_tokens=128,
+        )
+        print(f'[user] {question}')
+        for event in agent.stream_chat(question):
+            show(event)
+    llm.close()
+
+
+if __name__ == '__main__':
+    main(sys.argv[1] if len(sys.argv) > 1 else QUESTION)
