@@ -13,7 +13,6 @@ import json
 import logging
 import math
 import os
-import pwd
 import selectors
 import shutil
 import signal
@@ -52,7 +51,7 @@ class SandboxLimits:
     """CPU-time limit (``RLIMIT_CPU``); ``None``: the wall-clock limit rounded up."""
     memory_mb: int | None = 512
     """Address-space limit (``RLIMIT_AS``) in MiB; ``None`` for none."""
-    max_processes: int | None = 16
+    max_processes: int | None = 64
     """Processes (threads count) the code may add (``RLIMIT_NPROC``)."""
     file_size_mb: int | None = 64
     """Largest file the code may write (``RLIMIT_FSIZE``) in MiB; ``None`` for no limit."""
@@ -112,6 +111,8 @@ def choose_identity(user: str | None, python: str) -> tuple[str, tuple[int, int]
     """
     if user is None or os.geteuid() != 0:
         return python, None
+    import pwd  # POSIX only: imported here so that importing lagent.actions works everywhere
+
     try:
         entry = pwd.getpwnam(user)
     except KeyError:
@@ -134,7 +135,7 @@ def run_in_sandbox(
     Args:
         code: Python source; its last expression's ``repr`` is returned.
         limits: The limits of this run.
-        python: The interpreter to run (only its standard library is used).
+        python: The interpreter to run (the child program needs only its standard library).
         ids: ``(uid, gid)`` to run as (root only), from :func:`choose_identity`.
 
     Returns:

@@ -47,8 +47,7 @@ class IPythonInterpreter(PythonInterpreter):
     def run(self, code: str) -> ActionReturn:
         """Run Python code in a persistent session and return what it printed and
         the value of its last expression (like a notebook cell). Variables,
-        imports and functions defined in earlier calls are available; only the
-        standard library is installed.
+        imports and functions defined in earlier calls are available.
 
         Args:
             code: The Python source to run.

@@ -17,7 +17,7 @@ _FENCED = re.compile(r'^\s*```[ \t]*(?:python3?|py)?[ \t]*\n(?P<code>.*?)\n?[ \t
 
 
 class PythonInterpreter(BaseAction):
-    """Runs Python code in a fresh child process per call, like one notebook cell.
+    """Runs Python code in a fresh child process per call, like one notebook cell (Linux only).
 
     Each call starts ``python -I`` (isolated mode: no user site, no ``PYTHON*``
     variables) with:
@@ -54,6 +54,8 @@ class PythonInterpreter(BaseAction):
       and could read the parent's files and ``/proc/<pid>/environ``: only the
       environment it is given is scrubbed.
     * Limits are per process: ``n`` processes may use ``n`` times the memory.
+      ``RLIMIT_AS`` bounds *address space*, not resident memory: libraries
+      that start many threads reserve much of it, so raise ``memory_mb`` for them.
 
     Args:
         timeout: Wall-clock seconds per call.
@@ -62,13 +64,14 @@ class PythonInterpreter(BaseAction):
         max_processes: Processes (and threads) the code may add (``None``: no limit).
         file_size_mb: Largest file the code may write, MiB (``None``: none).
         max_output_chars: Characters kept of stdout, of stderr and of the value.
-        python: Interpreter to run (only its standard library is used); defaults
-            to the current one.
+        python: Interpreter to run; defaults to the current one. The code can
+            import what is installed for it.
         user: User to run as when the parent is root; ``None`` keeps root.
         name: The tool's name (default: the class name).
 
     Raises:
         ValueError: ``timeout`` is not positive.
+        RuntimeError: Not on Linux.
     """
 
     tool_methods = ('run',)
@@ -79,7 +82,7 @@ class PythonInterpreter(BaseAction):
         timeout: float = 10.0,
         memory_mb: int | None = 512,
         cpu_seconds: float | None = None,
-        max_processes: int | None = 16,
+        max_processes: int | None = 64,
         file_size_mb: int | None = 64,
         max_output_chars: int = 4000,
         python: str | None = None,
@@ -87,6 +90,8 @@ class PythonInterpreter(BaseAction):
         name: str | None = None,
     ):
         super().__init__(name)
+        if not sys.platform.startswith('linux'):
+            raise RuntimeError(f'{type(self).__name__} needs Linux (it relies on /proc and prctl)')
         if timeout <= 0:
             raise ValueError(f'timeout must be positive, got {timeout!r}')
         self.limits = SandboxLimits(
@@ -105,7 +110,7 @@ class PythonInterpreter(BaseAction):
     def run(self, code: str) -> ActionReturn:
         """Run Python code in a fresh process and return what it printed and the
         value of its last expression (like a notebook cell). No state is kept
-        between calls; only the standard library is available.
+        between calls.
 
         Args:
             code: The Python source to run.
