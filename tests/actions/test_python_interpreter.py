@@ -6,6 +6,7 @@ no process behind.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import pwd
@@ -283,3 +284,13 @@ def test_an_interpreter_the_user_cannot_run_is_replaced(tmp_path: Path, caplog: 
     with caplog.at_level(logging.WARNING):
         assert choose_identity('no-such-user-here', sys.executable) == (sys.executable, None)
     assert "sandbox user 'no-such-user-here' does not exist" in caplog.text
+
+
+async def test_async_calls_run_side_by_side(interpreter: PythonInterpreter):
+    executor = ActionExecutor([interpreter], timeout=30)
+    code = 'import time\nstarted = time.time()\ntime.sleep(1)\nstarted, time.time()'
+    first, second = await asyncio.gather(
+        executor.aexecute('PythonInterpreter', {'code': code}), executor.aexecute('PythonInterpreter', {'code': code})
+    )
+    (start_1, end_1), (start_2, end_2) = (tuple(map(float, _ok(r).strip('()').split(', '))) for r in (first, second))
+    assert start_1 < end_2 and start_2 < end_1  # the two calls overlapped
