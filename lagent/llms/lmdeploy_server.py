@@ -139,6 +139,10 @@ class LMDeployServer(LMDeployClient):
         **gen_params: Generation defaults (see :class:`~lagent.llms.base.BaseLLM`)
             and further :class:`LMDeployClient` keywords.
 
+    Attributes:
+        process: The :class:`~lagent.llms.process.ServerProcess` running the server
+            (its ``pid``, ``url``, ``log_path``, ``log_tail()``).
+
     Raises:
         MissingExtraError: The ``lmdeploy`` command is not installed.
         TypeError: A ``serve_cfg`` value that has no command-line form.
