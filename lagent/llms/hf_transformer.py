@@ -128,6 +128,7 @@ class HFTransformer(BaseLLM):
 
     def _complete_many(self, requests: list[LLMRequest], params: GenerationParams) -> list[Response]:
         """Generate every request in one left-padded batch."""
+        self._check_open()
         if len(requests) == 1:
             return [self._complete(requests[0], params)]
         if any(request.prompt is not None for request in requests):

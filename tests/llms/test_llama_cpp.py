@@ -189,14 +189,13 @@ def test_a_second_stream_in_the_same_thread_fails_instead_of_deadlocking(llm: Ll
 
 
 async def test_closing_an_async_stream_stops_generation(llm: LlamaCpp) -> None:
-    # without cancellation this would generate about 2000 tokens (many seconds)
     stream = llm.astream(PROMPT, temperature=0, max_new_tokens=2000, ignore_eos=True)
     await stream.__anext__()
     await stream.aclose()
-    assert await asyncio.to_thread(_wait_until, lambda: not _stream_workers(), 5)
-    started = time.monotonic()
+    assert await asyncio.to_thread(_wait_until, lambda: not _stream_workers(), 120)
+    # the context holds what was evaluated: the prompt and the few tokens before the close, not 2000
+    assert llm._llama.n_tokens < 200
     assert await llm.agenerate(PROMPT, temperature=0, max_new_tokens=4)
-    assert time.monotonic() - started < 5
 
 
 async def test_cancelling_the_reading_task_stops_generation(llm: LlamaCpp) -> None:
@@ -207,11 +206,12 @@ async def test_cancelling_the_reading_task_stops_generation(llm: LlamaCpp) -> No
             first.set()
 
     task = asyncio.create_task(read())
-    await asyncio.wait_for(first.wait(), 30)
+    await asyncio.wait_for(first.wait(), 60)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert await asyncio.to_thread(_wait_until, lambda: not _stream_workers(), 5)
+    assert await asyncio.to_thread(_wait_until, lambda: not _stream_workers(), 120)
+    assert llm._llama.n_tokens < 200
 
 
 def test_close_frees_the_model_and_later_calls_fail_clearly(own_llm: LlamaCpp) -> None:
