@@ -162,3 +162,12 @@ def test_the_registry_imports_no_engine_library() -> None:
     code = 'import sys, lagent.llms.config; print(sorted(m for m in ("llama_cpp", "transformers", "torch", "lmdeploy", "tritonclient") if m in sys.modules))'
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == '[]'
+
+
+def test_type_may_be_an_import_target() -> None:
+    llm = build_llm({'type': 'lagent.llms.scripted:ScriptedLLM', 'replies': ['ok']})
+    assert isinstance(llm, ScriptedLLM)
+    with pytest.raises(ValueError, match="no module named 'no_such_module'"):
+        build_llm({'type': 'no_such_module:Engine'})
+    with pytest.raises(ValueError, match="has no class 'Nope'"):
+        build_llm({'type': 'lagent.llms.scripted:Nope'})

@@ -8,7 +8,8 @@ the way OpenCompass and AISBench model configs do::
 
 ``type`` is an engine class, a class name (``'LlamaCpp'``) or a short name
 (``'llamacpp'``, ``'hf'``, ``'openai'``...), looked up in one registry that
-maps names to ``'module:Class'`` targets. Engine modules are imported only
+maps names to ``'module:Class'`` targets, or such a target itself (an engine
+of your own: ``'my_engines:EchoLLM'``). Engine modules are imported only
 when built, so the registry costs nothing at ``import lagent``. Keys the engine
 does not take are rejected by name before it is constructed (a server engine
 would otherwise start a child process first).
@@ -86,35 +87,44 @@ def engine_names() -> list[str]:
 
 
 def resolve_engine(engine: str | type[BaseLLM]) -> type[BaseLLM]:
-    """Return the engine class a config's ``type`` names (importing its module now).
+    """Return the engine class a config's ``type`` names (importing its module now):
+    a class, a registered name, or ``'package.module:ClassName'``.
 
     Raises:
-        ValueError: The name is not registered; the message lists the names that are.
+        ValueError: The name is not registered (the message lists the names that
+            are), or the target's module or class does not exist.
         MissingExtraError: The engine's library is not installed.
     """
     if inspect.isclass(engine):
         return engine
     if not isinstance(engine, str):
         raise ValueError(f"an engine 'type' must be a class or a name, got {type(engine).__name__}")
-    try:
-        target = _ENGINES[engine]
-    except KeyError:
-        raise ValueError(f'unknown engine {engine!r}; known: {", ".join(engine_names())}') from None
+    target = _ENGINES.get(engine, engine if ':' in engine else None)
+    if target is None:
+        raise ValueError(
+            f"unknown engine {engine!r}; known: {', '.join(engine_names())} (or 'package.module:ClassName')"
+        )
     if inspect.isclass(target):
         return target
     module_name, _, class_name = target.partition(':')
-    module = importlib.import_module(module_name)
     try:
-        return getattr(module, class_name)
-    except AttributeError:
-        raise ValueError(f'engine {engine!r} points to {target!r}, which does not exist') from None
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not module_name.startswith(exc.name):
+            raise  # the module exists but one of its own imports failed: show that
+        raise ValueError(f'engine {engine!r}: no module named {exc.name!r}') from None
+    engine_class = getattr(module, class_name, None)
+    if not inspect.isclass(engine_class):
+        raise ValueError(f'engine {engine!r}: {module_name!r} has no class {class_name!r}')
+    return engine_class
 
 
 def build_llm(config: LLMConfig | str | os.PathLike[str]) -> BaseLLM:
     """Construct an engine from a config.
 
     Args:
-        config: A mapping with ``type`` (engine class or registered name) and the
+        config: A mapping with ``type`` (engine class, registered name or
+            ``'package.module:ClassName'``) and the
             engine's constructor keywords, or the path of a ``.json``,
             ``.yaml`` or ``.yml`` file holding one.
 
