@@ -24,24 +24,32 @@ from lagent.llms.llama_cpp import default_llm
 QUESTION = 'What is 37 * 12?'
 
 
-def show(event: AgentEvent) -> None:
-    """Print one step of the agent as it happens."""
-    if event.kind == 'text_delta':
-        print(event.text, end='', flush=True)
-    elif event.kind == 'model_reply':
-        if event.text:
+class StepPrinter:
+    """Prints the agent's steps as they happen: streamed text, tool calls, results, the answer."""
+
+    def __init__(self) -> None:
+        self.writing = False
+
+    def __call__(self, event: AgentEvent) -> None:
+        if event.kind == 'text_delta':
+            if not self.writing:
+                print('[assistant] ', end='')
+                self.writing = True
+            print(event.text, end='', flush=True)
+            return
+        if self.writing:
             print()
-    elif event.kind == 'tool_call':
-        print(f'[tool call] {event.call.function.name} {event.call.function.arguments}')
-    elif event.kind == 'tool_result':
-        print(f'[tool result] {event.observation}')
-    elif event.kind == 'final_answer':
-        print(f'[answer] {event.text}  ({event.status.name})')
+            self.writing = False
+        if event.kind == 'tool_call':
+            print(f'[tool call] {event.call.function.name} {event.call.function.arguments}')
+        elif event.kind == 'tool_result':
+            print(f'[tool result] {event.observation}')
+        elif event.kind == 'final_answer':
+            print(f'[answer] {event.text} ({event.status.name})')
 
 
 def main(question: str) -> None:
-    llm = default_llm()
-    with PythonInterpreter() as python:
+    with default_llm() as llm, PythonInterpreter() as python:
         agent = FunctionCallAgent(
             llm,
             [Calculator(), python],
@@ -51,9 +59,9 @@ def main(question: str) -> None:
             max_new_tokens=128,
         )
         print(f'[user] {question}')
+        show = StepPrinter()
         for event in agent.stream_chat(question):
             show(event)
-    llm.close()
 
 
 if __name__ == '__main__':

@@ -14,6 +14,8 @@ from __future__ import annotations
 import os
 import sys
 
+from function_calling_agent import StepPrinter
+
 from lagent.actions import Calculator, PythonInterpreter
 from lagent.agents import FunctionCallAgent
 from lagent.llms.lmdeploy_client import LMDeployClient
@@ -22,11 +24,10 @@ QUESTION = 'What is 37 * 12?'
 
 
 def main(url: str, question: str) -> None:
-    from function_calling_agent import show
-
     with LMDeployClient(url=url) as llm, PythonInterpreter() as python:
         agent = FunctionCallAgent(llm, [Calculator(), python], temperature=0, max_new_tokens=512)
         print(f'[user] {question}')
+        show = StepPrinter()
         for event in agent.stream_chat(question):
             show(event)
 

@@ -1,0 +1,36 @@
+"""The agent examples, run as users run them: as scripts, on the real SmolLM2 model."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[2] / 'examples'
+
+
+def run_example(*args: str, timeout: float = 240) -> list[str]:
+    """Run an example script; return its output lines (it must exit 0)."""
+    env = {**os.environ, 'PYTHONUNBUFFERED': '1'}
+    done = subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, timeout=timeout, cwd=EXAMPLES.parent, env=env
+    )
+    assert done.returncode == 0, f'exit {done.returncode}\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}'
+    return done.stdout.splitlines()
+
+
+@pytest.mark.slow
+def test_readme_example_answers_444_through_the_calculator() -> None:
+    lines = run_example(str(EXAMPLES / 'function_calling_agent.py'))
+    assert lines[0] == '[user] What is 37 * 12?'
+    calls = [line for line in lines if line.startswith('[tool call] ')]
+    assert calls == ['[tool call] Calculator {"expression": "37 * 12"}']
+    assert '[tool result] 444' in lines
+    [answer] = [line for line in lines if line.startswith('[answer] ')]
+    assert answer.endswith('(END)') and '444' in answer
+    assert lines.index(calls[0]) < lines.index('[tool result] 444') < lines.index(answer)
+    streamed = [line for line in lines if line.startswith('[assistant] ')]
+    assert streamed and '444' in streamed[-1]
