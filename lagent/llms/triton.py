@@ -43,7 +43,7 @@ import asyncio
 import contextlib
 import json
 import queue
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, ClassVar
@@ -59,6 +59,7 @@ from lagent.errors import (
 )
 from lagent.llms.base import BaseLLM
 from lagent.llms.streaming import Utf8StreamDecoder
+from lagent.prompts import ChatTemplate
 from lagent.schema import Chunk, GenerationParams
 
 __all__ = ['DEFAULT_INPUT_NAMES', 'DEFAULT_OUTPUT_NAMES', 'TritonClient']
@@ -150,9 +151,9 @@ class TritonClient(BaseLLM):
         self,
         tritonserver_addr: str,
         model_name: str,
-        meta_template: Any = None,
+        meta_template: Sequence[Mapping[str, Any]] | str | None = None,
         *,
-        chat_template: Any = None,
+        chat_template: ChatTemplate | str | None = None,
         session_len: int = 32768,
         protocol: str = 'trtllm',
         input_names: Mapping[str, str | None] | None = None,

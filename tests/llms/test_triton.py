@@ -28,7 +28,7 @@ CHATML = [
 CONVERSATION = [{'role': 'user', 'content': 'Name three colours.'}]
 PROMPT = '<|im_start|>user\nWrite a sentence about the sea.<|im_end|>\n<|im_start|>assistant\n'
 OTHER_PROMPT = '<|im_start|>user\nWhat is a cat?<|im_end|>\n<|im_start|>assistant\n'
-GREEDY = dict(temperature=0, max_new_tokens=24)
+GREEDY = dict(temperature=0, max_new_tokens=12)
 MODELS = [('ensemble', 'trtllm'), ('vllm_model', 'vllm'), ('ensemble_whole', 'trtllm')]
 
 
@@ -39,7 +39,7 @@ def llm(request: pytest.FixtureRequest, triton_addr: str):
         yield client
 
 
-@pytest.fixture
+@pytest.fixture(scope='module')
 def reference(triton_addr: str) -> str:
     """The greedy reply to PROMPT, from the decoupled ensemble."""
     with TritonClient(triton_addr, 'ensemble', **GREEDY) as client:
@@ -96,7 +96,7 @@ def test_max_new_tokens_limits_the_streamed_tokens(triton_addr: str, model_name:
     chunks = list(llm.stream(PROMPT, max_new_tokens=5))
     assert 0 < len([chunk for chunk in chunks if chunk.text]) <= 5  # one response per token
     assert chunks[-1].finish_reason == 'length'
-    assert len(llm.generate(PROMPT, max_new_tokens=5)) < len(llm.generate(PROMPT, max_new_tokens=24))
+    assert len(llm.generate(PROMPT, max_new_tokens=5)) < len(llm.generate(PROMPT, max_new_tokens=12))
     assert llm.complete(PROMPT, max_new_tokens=200).finish_reason == 'stop'
 
 
@@ -118,9 +118,10 @@ def test_stop_words_cut_the_reply(triton_addr: str, model_name: str, protocol: s
 
 def test_multibyte_text_streams_intact(triton_addr: str) -> None:
     prompt = '<|im_start|>user\nTranslate to French: the coffee is very good<|im_end|>\n<|im_start|>assistant\n'
-    streamed = TritonClient(triton_addr, 'ensemble', temperature=0, max_new_tokens=40).generate(prompt)
-    whole = TritonClient(triton_addr, 'ensemble_whole', temperature=0, max_new_tokens=40).generate(prompt)
+    streamed = TritonClient(triton_addr, 'ensemble', temperature=0, max_new_tokens=16).generate(prompt)
+    whole = TritonClient(triton_addr, 'ensemble_whole', temperature=0, max_new_tokens=16).generate(prompt)
     assert streamed == whole and '\ufffd' not in streamed
+    assert any(ord(char) > 127 for char in streamed), f'no multibyte text to check: {streamed!r}'
 
 
 def test_lagent_keywords_are_accepted(triton_addr: str, reference: str) -> None:
