@@ -180,6 +180,22 @@ def kill_descendants():
         time.sleep(0.002)
 
 
+def stop_own_group():
+    """Stop, at once, the processes a cell left in this process's group.
+
+    SIGTSTP is used because this process can ignore it while sending it (it
+    cannot ignore SIGSTOP); processes that ignore it too are stopped one by
+    one by kill_descendants, only more slowly.
+    """
+    previous = signal.signal(signal.SIGTSTP, signal.SIG_IGN)
+    try:
+        os.killpg(os.getpgid(0), signal.SIGTSTP)
+    except OSError:
+        pass
+    finally:
+        signal.signal(signal.SIGTSTP, previous)
+
+
 def report(fd, status, timed_out):
     message = {'timed_out': timed_out, 'exit_code': None, 'signal': None}
     if os.WIFSIGNALED(status):
@@ -256,6 +272,7 @@ def worker(config, result_fd):
         set_limit(resource.RLIMIT_CPU, soft, resource.RLIM_INFINITY)
         code = json.loads(line)['code']
         outcome = run_cell(code, namespace, limits['max_value_chars'], '<cell %d>' % cells)
+        stop_own_group()
         kill_descendants()
         send(result_fd, outcome)
     os._exit(0)

@@ -11,7 +11,9 @@ import logging
 import os
 import pwd
 import re
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -287,10 +289,25 @@ def test_an_interpreter_the_user_cannot_run_is_replaced(tmp_path: Path, caplog: 
 
 
 async def test_async_calls_run_side_by_side(interpreter: PythonInterpreter):
-    executor = ActionExecutor([interpreter], timeout=30)
-    code = 'import time\nstarted = time.time()\ntime.sleep(1)\nstarted, time.time()'
-    first, second = await asyncio.gather(
-        executor.aexecute('PythonInterpreter', {'code': code}), executor.aexecute('PythonInterpreter', {'code': code})
-    )
-    (start_1, end_1), (start_2, end_2) = (tuple(map(float, _ok(r).strip('()').split(', '))) for r in (first, second))
-    assert start_1 < end_2 and start_2 < end_1  # the two calls overlapped
+    """Each call waits for the other to show up: only calls running at the same time both succeed."""
+    meeting = Path(tempfile.mkdtemp(prefix='lagent-meeting-'))
+    meeting.chmod(0o777)  # the sandbox user may differ from ours
+    try:
+        executor = ActionExecutor([interpreter], timeout=30)
+
+        def code(me: str, other: str) -> str:
+            return (
+                f'import os, time\nopen(os.path.join({str(meeting)!r}, {me!r}), "w").close()\n'
+                f'deadline = time.time() + 20\n'
+                f'while not os.path.exists(os.path.join({str(meeting)!r}, {other!r})) and time.time() < deadline:\n'
+                f'    time.sleep(0.01)\n'
+                f'os.path.exists(os.path.join({str(meeting)!r}, {other!r}))'
+            )
+
+        first, second = await asyncio.gather(
+            executor.aexecute('PythonInterpreter', {'code': code('a', 'b')}),
+            executor.aexecute('PythonInterpreter', {'code': code('b', 'a')}),
+        )
+        assert (_ok(first), _ok(second)) == ('True', 'True')
+    finally:
+        shutil.rmtree(meeting)
