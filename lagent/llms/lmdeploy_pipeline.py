@@ -161,24 +161,46 @@ class LMDeployPipeline(BaseLLM):
         if backend not in BACKENDS:
             raise ValueError(f'backend must be one of {BACKENDS}, got {backend!r}')
         require_device(pipeline_cfg, backend)
-        lmdeploy = import_optional('lmdeploy', package='lmdeploy', extra='lmdeploy')
-        version = _version_tuple(lmdeploy.__version__)
-        if version < MIN_VERSION:
-            raise EngineUnavailableError(f'lmdeploy {lmdeploy.__version__} is too old; lagent needs lmdeploy >= 0.12')
-        self._preprocess_api = version >= PREPROCESS_API_VERSION
-        self._messages = import_optional('lmdeploy.messages', package='lmdeploy', extra='lmdeploy')
+        lmdeploy = _import_lmdeploy()
         fields = engine_config_fields(
             tp=tp, session_len=session_len, cache_max_entry_count=cache_max_entry_count, pipeline_cfg=pipeline_cfg
         )
-        config_class = (
-            self._messages.TurbomindEngineConfig if backend == 'turbomind' else self._messages.PytorchEngineConfig
-        )
+        config_class = lmdeploy.TurbomindEngineConfig if backend == 'turbomind' else lmdeploy.PytorchEngineConfig
         backend_config = _build(config_class, fields, what=f'{backend} engine config')
         template_config = None
         if model_name is not None:
             template_config = lmdeploy.ChatTemplateConfig(model_name=model_name)
-        self.backend = backend
-        self.pipe = lmdeploy.pipeline(path, backend_config=backend_config, chat_template_config=template_config)
+        self._attach(
+            lmdeploy, lmdeploy.pipeline(path, backend_config=backend_config, chat_template_config=template_config)
+        )
+
+    @classmethod
+    def from_pipeline(
+        cls,
+        pipe: Any,
+        meta_template: Sequence[Mapping[str, Any]] | str | None = None,
+        *,
+        chat_template: ChatTemplate | str | None = None,
+        **gen_params: Any,
+    ) -> LMDeployPipeline:
+        """Wrap an lmdeploy ``Pipeline`` that is already built (``lmdeploy.pipeline(...)``).
+
+        Args:
+            pipe: The pipeline; :meth:`close` closes it.
+            meta_template: As for the constructor.
+            chat_template: As for the constructor.
+            **gen_params: Generation defaults.
+
+        Raises:
+            MissingExtraError: lmdeploy is not installed.
+            EngineUnavailableError: lmdeploy is older than 0.12.
+        """
+        llm = cls.__new__(cls)
+        BaseLLM.__init__(
+            llm, getattr(pipe, 'model_path', None), meta_template, chat_template=chat_template, **gen_params
+        )
+        llm._attach(_import_lmdeploy(), pipe)
+        return llm
 
     # ------------------------------------------------------------------ hooks
 
@@ -231,13 +253,18 @@ class LMDeployPipeline(BaseLLM):
 
     # ------------------------------------------------------------------ helpers
 
+    def _attach(self, lmdeploy: Any, pipe: Any) -> None:
+        self._generation_config_class = lmdeploy.GenerationConfig
+        self._preprocess_api = _version_tuple(lmdeploy.__version__) >= PREPROCESS_API_VERSION
+        self.pipe = pipe
+
     def _pipe(self) -> Any:
         if self.pipe is None:
             raise EngineUnavailableError(f'{type(self).__name__} is closed')
         return self.pipe
 
     def _generation_config(self, params: GenerationParams) -> Any:
-        return _build(self._messages.GenerationConfig, generation_config_fields(params), what='generation config')
+        return _build(self._generation_config_class, generation_config_fields(params), what='generation config')
 
     def _stream(self, inputs: Any, params: GenerationParams, *, do_preprocess: bool) -> Iterator[Chunk]:
         pipe = self._pipe()
@@ -314,6 +341,13 @@ async def _preprocess_then_generate(
     request = await engine.preprocess(inputs, session, gen_config=gen_config, do_preprocess=do_preprocess)
     async for out in engine.generate(request, stream_response=True):
         yield out
+
+
+def _import_lmdeploy() -> Any:
+    lmdeploy = import_optional('lmdeploy', package='lmdeploy', extra='lmdeploy')
+    if _version_tuple(lmdeploy.__version__) < MIN_VERSION:
+        raise EngineUnavailableError(f'lmdeploy {lmdeploy.__version__} is too old; lagent needs lmdeploy >= 0.12')
+    return lmdeploy
 
 
 def _build(config_class: type, fields: dict[str, Any], *, what: str) -> Any:
