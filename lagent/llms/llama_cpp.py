@@ -118,12 +118,12 @@ class LlamaCpp(BaseLLM):
         with self._exclusive() as llama:
             sampling = _sampling(params, llama)
             if choice is not None:
-                sampling.pop('logit_bias', None)  # the function-calling handler does not take it
                 chat_format = import_optional(
                     'llama_cpp.llama_chat_format', package='llama-cpp-python', extra='llamacpp'
                 )
                 call = chat_format.get_chat_completion_handler(FUNCTION_CALLING_FORMAT)
                 request = dict(llama=llama, messages=messages, tools=tools, tool_choice=choice, **sampling)
+                request.pop('logit_bias', None)  # the function-calling handler does not take it
                 try:
                     pieces = call(stream=True, **request)
                 except ValueError:
