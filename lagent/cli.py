@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
         default='calculator,python',
         help=f'comma-separated tools to give the agent, among {", ".join(TOOLS)} (default: %(default)s)',
     )
-    agent.add_argument('--max-turn', type=int, default=4, help='most model turns (default: %(default)s)')
+    agent.add_argument('--max-turn', type=_positive_int, default=4, help='most model turns (default: %(default)s)')
     agent.add_argument('prompt', metavar='PROMPT', help='the task for the agent')
     agent.set_defaults(handler=run_agent)
 
@@ -271,15 +271,14 @@ def show_request(llm: BaseLLM, messages: list[dict[str, Any]], tools: list[dict[
 
 def run_agent(args: argparse.Namespace) -> int:
     """``lagent agent``: run the function-calling agent and show each step as it happens."""
+    from lagent.actions.executor import ActionExecutor
     from lagent.agents.function_call import FunctionCallAgent
 
-    actions = make_tools(args.tools)
-    with _build(args) as llm:
-        agent = FunctionCallAgent(llm, actions, max_turn=args.max_turn)
+    with ActionExecutor(make_tools(args.tools)) as executor, _build(args) as llm:
+        agent = FunctionCallAgent(llm, executor, max_turn=args.max_turn)
         if args.debug:
-            from lagent.actions.executor import ActionExecutor
-
-            _note(f'--- tools ---\n{json.dumps(ActionExecutor(actions).tool_schemas(), indent=2)}')
+            path = 'native tool calls' if agent.native else 'tools described in the prompt, calls parsed from the text'
+            _note(f'--- tools ({path}) ---\n{json.dumps(executor.tool_schemas(), indent=2)}')
         streamed = False
         for event in agent.stream_chat(args.prompt):
             streamed = show_agent_event(event, streamed)
@@ -350,9 +349,8 @@ def run_bench(args: argparse.Namespace) -> int:
         requests = synthetic_requests(
             args.num_requests, input_len=args.input_len, output_len=args.output_len, seed=args.seed
         )
-    config = engine_config(args)
     gen_params = {'ignore_eos': True} if args.ignore_eos else {}
-    llm = build_llm(config)
+    llm = _build(args)
     with progress_bar(len(requests), enabled=not args.no_progress) as advance:
         measuring = run_benchmark(
             llm,
