@@ -50,7 +50,9 @@ class FunctionSchema:
     positional_only: tuple[str, ...]
     """Parameters that must be passed by position."""
 
-    def validate(self, tool_name: str, arguments: Mapping[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any], dict]:
+    def validate(
+        self, tool_name: str, arguments: Mapping[str, Any]
+    ) -> tuple[tuple[Any, ...], dict[str, Any], dict[str, Any]]:
         """Validate ``arguments`` and split them for the call.
 
         Args:
