@@ -233,6 +233,15 @@ def test_writing_outside_the_scratch_directory(interpreter: PythonInterpreter, t
     assert not (target / 'x').exists()
 
 
+def test_world_writable_places_stay_writable_as_documented(interpreter: PythonInterpreter):
+    outside = Path(tempfile.gettempdir()) / f'lagent-sandbox-escape-{os.getpid()}'
+    try:
+        assert _ok(interpreter.run(f'open({str(outside)!r}, "w").write("not contained")')) == '13'
+        assert outside.read_text() == 'not contained'
+    finally:
+        outside.unlink(missing_ok=True)
+
+
 def test_output_flood_is_truncated():
     interpreter = PythonInterpreter(timeout=5, max_output_chars=1000)
     output = _ok(interpreter.run('print("x" * 10**7)\n"v" * 10**6'))
