@@ -123,7 +123,7 @@ class FunctionCallAgent(BaseAgent):
     # ------------------------------------------------------------------ protocol
 
     def _system_messages(self) -> list[Message]:
-        if self.native or not len(self.executor.names):
+        if self.native or not self.executor.names:
             return super()._system_messages()
         tools = '\n'.join(json.dumps(schema['function'], ensure_ascii=False) for schema in self.executor.tool_schemas())
         prompt = _TEXT_TOOLS_PROMPT.format(tools=tools)
