@@ -287,36 +287,52 @@ def _chat_delta(event: dict[str, Any]) -> Chunk | None:
 
 
 def _completion_chunks(events: list[dict[str, Any]]) -> list[Chunk]:
-    """The events of one network read as chunks (several events merge into one chunk)."""
+    """The events of one network read as chunks: several events merge into one."""
     if len(events) == 1:
         chunk = _completion_delta(events[0])
         return [chunk] if chunk is not None else []
-    return _merged([chunk for event in events if (chunk := _completion_delta(event)) is not None])
+    texts, finish, usage = [], None, None
+    for event in events:
+        choices = event['choices']
+        if choices:
+            choice = choices[0]
+            text = choice['text']
+            if text:
+                texts.append(text)
+            if choice.get('finish_reason') is not None:
+                finish = choice['finish_reason']
+        if event.get('usage'):
+            usage = event['usage']
+    return _merged(texts, finish, usage, None)
 
 
 def _chat_chunks(events: list[dict[str, Any]]) -> list[Chunk]:
-    """The events of one network read as chunks (several events merge into one chunk)."""
+    """The events of one network read as chunks: several events merge into one."""
     if len(events) == 1:
         chunk = _chat_delta(events[0])
         return [chunk] if chunk is not None else []
-    return _merged([chunk for event in events if (chunk := _chat_delta(event)) is not None])
+    texts, finish, usage, calls = [], None, None, []
+    for event in events:
+        choices = event['choices']
+        if choices:
+            choice = choices[0]
+            delta = choice.get('delta') or {}
+            text = delta.get('content')
+            if text:
+                texts.append(text)
+            if delta.get('tool_calls'):
+                calls += delta['tool_calls']
+            if choice.get('finish_reason') is not None:
+                finish = choice['finish_reason']
+        if event.get('usage'):
+            usage = event['usage']
+    return _merged(texts, finish, usage, calls)
 
 
-def _merged(chunks: list[Chunk]) -> list[Chunk]:
-    """One chunk saying what ``chunks`` say in order: text joined, tool-call fragments
-    kept in order, the last finish reason and usage."""
-    if len(chunks) <= 1:
-        return chunks
-    finish = usage = None
-    calls: list[ToolCallDelta] = []
-    for chunk in chunks:
-        if chunk.finish_reason is not None:
-            finish = chunk.finish_reason
-        if chunk.usage is not None:
-            usage = chunk.usage
-        if chunk.tool_calls:
-            calls += chunk.tool_calls
-    return [Chunk(''.join([chunk.text for chunk in chunks]), finish, usage, calls or None)]
+def _merged(texts: list[str], finish: str | None, usage: Any, calls: list[dict[str, Any]] | None) -> list[Chunk]:
+    if not texts and finish is None and usage is None and not calls:
+        return []
+    return [Chunk(''.join(texts), _finish_reason(finish), _usage(usage), _tool_deltas(calls))]
 
 
 def _tool_deltas(calls: list[dict[str, Any]] | None) -> list[ToolCallDelta] | None:
