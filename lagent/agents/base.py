@@ -193,7 +193,9 @@ class BaseAgent:
 
         Yields:
             Text deltas, model replies, tool calls and results; the last event
-            is always a :class:`~lagent.agents.events.FinalAnswer`.
+            is always a :class:`~lagent.agents.events.FinalAnswer`. Closing the
+            stream early stops the model's generation; the memory keeps the
+            steps completed so far.
 
         Raises:
             LLMError: The LLM failed.

@@ -12,11 +12,17 @@ import pytest
 EXAMPLES = Path(__file__).resolve().parents[2] / 'examples'
 
 
-def run_example(*args: str, timeout: float = 240) -> list[str]:
+def run_example(*args: str, stdin: str = '', timeout: float = 240) -> list[str]:
     """Run an example script; return its output lines (it must exit 0)."""
     env = {**os.environ, 'PYTHONUNBUFFERED': '1'}
     done = subprocess.run(
-        [sys.executable, *args], capture_output=True, text=True, timeout=timeout, cwd=EXAMPLES.parent, env=env
+        [sys.executable, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=EXAMPLES.parent,
+        env=env,
     )
     assert done.returncode == 0, f'exit {done.returncode}\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}'
     return done.stdout.splitlines()
@@ -34,3 +40,12 @@ def test_readme_example_answers_444_through_the_calculator() -> None:
     assert lines.index(calls[0]) < lines.index('[tool result] 444') < lines.index(answer)
     streamed = [line for line in lines if line.startswith('[assistant] ')]
     assert streamed and '444' in streamed[-1]
+
+
+@pytest.mark.slow
+def test_streaming_chat_example_replies_and_ends_on_an_empty_line() -> None:
+    lines = run_example(str(EXAMPLES / 'streaming_chat.py'), stdin='Say hello.\nAnd goodbye.\n\n')
+    replies = [line for line in lines if 'bot> ' in line]
+    assert len(replies) == 2
+    assert all(line.split('bot> ', 1)[1].strip() for line in replies)
+    assert lines[-1].endswith('you> ')  # the empty line ended the loop
