@@ -3,19 +3,15 @@
 ``stream_chat`` yields these events as they happen; ``chat`` returns an
 :class:`AgentResult` holding the same events except the text deltas.
 
-=====================  ==========================================  ======================================
-Event                  When                                        ``status``
-=====================  ==========================================  ======================================
-:class:`TextDelta`     the model wrote more text                   ``STREAM_ING``
-:class:`ModelReply`    the model finished a reply                  ``PLUGIN_END`` if it calls a tool,
-                                                                   ``CODE_END`` if it sends code to the
-                                                                   interpreter, else ``STREAM_ING``
-:class:`ToolCallStep`  a tool is about to run                      ``PLUGIN_START`` (``CODING`` for code)
-:class:`ToolResultStep`  a tool returned, failed, or the call      ``PLUGIN_RETURN`` (``CODE_RETURN``
-                       could not be parsed                         for code)
-:class:`FinalAnswer`   the run is over (always the last event)     ``END``, or ``SESSION_OUT_OF_LIMIT``
-                                                                   when ``max_turn`` replies were used
-=====================  ==========================================  ======================================
+* :class:`TextDelta` — the model wrote more text: ``STREAM_ING``;
+* :class:`ModelReply` — the model finished a reply: ``PLUGIN_END`` if it calls
+  a tool, ``CODE_END`` if it sends code to the interpreter, else ``STREAM_ING``;
+* :class:`ToolCallStep` — a tool is about to run: ``PLUGIN_START`` (``CODING``
+  for code);
+* :class:`ToolResultStep` — a tool returned or failed, or a call could not be
+  parsed: ``PLUGIN_RETURN`` (``CODE_RETURN`` for code);
+* :class:`FinalAnswer` — the run is over, always the last event: ``END``, or
+  ``SESSION_OUT_OF_LIMIT`` when ``max_turn`` replies were used without an answer.
 """
 
 from __future__ import annotations
