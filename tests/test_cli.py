@@ -107,6 +107,17 @@ def test_interactive_chat_keeps_history_until_reset() -> None:
     assert len([line for line in result.stdout.splitlines() if line.strip()]) >= 3
 
 
+def test_chat_with_a_jinja_template_file(tmp_path: Path) -> None:
+    template = tmp_path / 'plain.jinja'
+    template.write_text('{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}[assistant] ')
+    result = lagent('chat', '--template', str(template), '--debug', *QUICK, 'Name a colour.')
+    assert result.returncode == 0, result.stderr
+    assert (
+        '--- rendered prompt (LlamaCpp) ---\n[user] Name a colour.\n[assistant] \n--- end of prompt ---'
+        in result.stderr
+    )
+
+
 # ---------------------------------------------------------------------- chat, llama.cpp server
 
 
@@ -138,6 +149,15 @@ def test_unknown_backend() -> None:
 def test_unreachable_url() -> None:
     url = f'http://127.0.0.1:{free_port()}/v1'
     assert_one_line_error(lagent('chat', '--backend', 'openai', '--url', url, '--model', 'm', 'hi'))
+
+
+def test_interactive_chat_reports_each_failed_turn_and_goes_on() -> None:
+    url = f'http://127.0.0.1:{free_port()}/v1'
+    result = lagent('chat', '--backend', 'openai', '--url', url, '--model', 'm', stdin='first\nsecond\n')
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    assert len(lines) == 2 and all(line.startswith('lagent: error: ') for line in lines)
+    assert 'Traceback' not in result.stderr
 
 
 def test_missing_config_file(tmp_path: Path) -> None:
