@@ -36,6 +36,7 @@ from typing import Any, TypeVar
 import aiohttp
 import requests
 import urllib3.exceptions
+from requests.adapters import HTTPAdapter
 
 from lagent.errors import APIStatusError, LLMConnectionError, LLMError, LLMTimeoutError, StreamError, status_error
 
@@ -351,7 +352,7 @@ class HTTPTransport:
             if self._session is None:
                 session = requests.Session()
                 size = self.max_connections or 64
-                adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=size, max_retries=0)
+                adapter = HTTPAdapter(pool_connections=1, pool_maxsize=size, max_retries=0)
                 session.mount('http://', adapter)
                 session.mount('https://', adapter)
                 session.trust_env = False
