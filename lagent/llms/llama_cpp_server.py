@@ -43,7 +43,9 @@ def llama_cpp_server_command(
 
     ``server_cfg`` entries become further ``--name value`` options of
     llama_cpp.server (its option names keep their underscores; booleans are
-    written ``true``/``false``, dicts as JSON).
+    written ``true``/``false``, dicts as JSON). ``interrupt_requests`` is
+    off unless ``server_cfg`` turns it on: llama_cpp.server would otherwise
+    end a running stream with a bare ``[DONE]`` whenever a new request comes in.
     """
     command = [
         sys.executable, '-m', 'llama_cpp.server',
@@ -59,7 +61,7 @@ def llama_cpp_server_command(
         command += ['--chat_format', chat_format]
     if api_key is not None:
         command += ['--api_key', api_key]
-    for key, value in (server_cfg or {}).items():
+    for key, value in {'interrupt_requests': False, **(server_cfg or {})}.items():
         if value is None:
             continue
         if isinstance(value, bool):

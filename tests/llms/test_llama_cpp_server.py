@@ -121,6 +121,14 @@ def test_command() -> None:
         '--n_ctx': '512',
         '--n_threads': '2',
         '--chat_format': 'chatml-function-calling',
+        '--interrupt_requests': 'false',
         '--n_batch': '64',
         '--verbose': 'false',
     }
+
+
+def test_interrupting_requests_can_be_turned_back_on() -> None:
+    command = llama_cpp_server_command(
+        'm.gguf', model_name='m', host='127.0.0.1', port=1, server_cfg={'interrupt_requests': True}
+    )
+    assert command[command.index('--interrupt_requests') + 1] == 'true'
