@@ -17,7 +17,7 @@ from lagent.errors import (
     ServerError,
     StreamError,
 )
-from lagent.llms import BaseLLM, ScriptedLLM
+from lagent.llms import BaseLLM, ScriptedLLM, build_llm, default_llm, register_llm
 from lagent.schema import (
     ActionReturn,
     ActionStatusCode,
@@ -60,4 +60,7 @@ __all__ = [
     'ToolCall',
     'Usage',
     '__version__',
+    'build_llm',
+    'default_llm',
+    'register_llm',
 ]
