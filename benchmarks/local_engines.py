@@ -10,9 +10,8 @@ pollutes another's peak RSS): it loads the model, warms up once, then times
 ``--runs`` greedy generations of exactly ``--tokens`` tokens (EOS is
 suppressed) and reports tokens/s (whole call, prompt included: the prompt is
 16 tokens) and its peak RSS. Rounds interleave the engines of a pair, and the
-figure reported is the median over rounds. transformers loads the GGUF once
-into a temporary model folder first, so its workers do not spend their time
-de-quantizing.
+figure reported is the median over rounds. Both transformers workers load the
+model from the same GGUF (de-quantized to float32 on load).
 
 Targets: ``LlamaCpp`` >= 60 tokens/s on 2 cores, >= 0.95x raw llama-cpp-python,
 peak RSS < 400 MB. ``HFTransformer`` is reported against raw ``generate``.
@@ -28,10 +27,8 @@ import resource
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 PROMPT = '<|im_start|>user\nWrite a sentence about the sea.<|im_end|>\n<|im_start|>assistant\n'
@@ -77,8 +74,11 @@ def llamacpp_lagent(args: argparse.Namespace) -> list[float]:
 def hf_raw(args: argparse.Namespace) -> list[float]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(args.hf_dir)
-    model = AutoModelForCausalLM.from_pretrained(args.hf_dir, dtype='float32')
+    from lagent.llms.default_model import smollm2_gguf_path
+
+    gguf = smollm2_gguf_path()
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype='float32')
     encoded = tokenizer(PROMPT, return_tensors='pt')
 
     def run(tokens: int) -> int:
@@ -89,9 +89,10 @@ def hf_raw(args: argparse.Namespace) -> list[float]:
 
 
 def hf_lagent(args: argparse.Namespace) -> list[float]:
+    from lagent.llms.default_model import smollm2_gguf_path
     from lagent.llms.hf_transformer import HFTransformer
 
-    llm = HFTransformer(args.hf_dir, device='cpu', torch_dtype='float32', temperature=0, ignore_eos=True)
+    llm = HFTransformer(smollm2_gguf_path(), device='cpu', torch_dtype='float32', temperature=0, ignore_eos=True)
 
     def run(tokens: int) -> int:
         return llm.complete(PROMPT, max_new_tokens=tokens).usage.completion_tokens
@@ -143,25 +144,10 @@ def _measure(name: str, args: argparse.Namespace) -> dict[str, Any]:
     command = [sys.executable, __file__, '--worker', name, '--tokens', str(args.tokens), '--runs', str(args.runs)]
     if args.threads is not None:
         command += ['--threads', str(args.threads)]
-    if args.hf_dir:
-        command += ['--hf-dir', args.hf_dir]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f'{name} failed:\n{done.stderr[-3000:]}')
     return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def _export_hf_model(out_dir: Path) -> None:
-    """De-quantize the SmolLM2 GGUF once into a transformers model folder."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from lagent.llms.default_model import smollm2_gguf_path
-
-    gguf = smollm2_gguf_path()
-    AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name).save_pretrained(out_dir)
-    AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype='float32').save_pretrained(
-        out_dir
-    )
 
 
 def _run_pair(pair: str, args: argparse.Namespace) -> None:
@@ -196,20 +182,15 @@ def main() -> None:
     parser.add_argument('--threads', type=int, default=None, help="llama.cpp threads (default: llama.cpp's)")
     parser.add_argument('--only', choices=sorted(PAIRS), action='append', help='measure only these pairs')
     parser.add_argument('--worker', choices=sorted(WORKERS), help=argparse.SUPPRESS)
-    parser.add_argument('--hf-dir', help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         _worker_main(args)
         return
     pairs = args.only or list(PAIRS)
     print(f'{args.tokens} tokens per generation, {args.runs} runs per process, {args.rounds} rounds')
-    with tempfile.TemporaryDirectory(prefix='lagent-bench-') as scratch:
-        for pair in pairs:
-            if pair == 'hf' and not args.hf_dir:
-                args.hf_dir = str(Path(scratch) / 'smollm2-hf')
-                _export_hf_model(Path(args.hf_dir))
-            print(f'{pair}:')
-            _run_pair(pair, args)
+    for pair in pairs:
+        print(f'{pair}:')
+        _run_pair(pair, args)
 
 
 if __name__ == '__main__':
