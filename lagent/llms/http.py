@@ -51,6 +51,7 @@ EventParser = Callable[[list[Any]], Iterable[T]]
 
 _DONE = '[DONE]'
 _READ_SIZE = 1 << 16
+_PARSE_SLICE = 64
 _MAX_RETRY_AFTER = 60.0
 
 
@@ -285,9 +286,8 @@ class HTTPTransport:
         try:
             with translate_errors(what):
                 for data in _reads(response.raw):
-                    events, end = _decode_events(decoder.feed(data))
-                    if events:
-                        yield from _items(parse, events)
+                    items, end = _parse_read(decoder.feed(data), parse)
+                    yield from items
                     if end is not None:
                         if end is _END:
                             return
@@ -388,10 +388,9 @@ class HTTPTransport:
         try:
             with translate_errors(what):
                 while data := await content.readany():
-                    events, end = _decode_events(decoder.feed(data))
-                    if events:
-                        for item in _items(parse, events):
-                            yield item
+                    items, end = _parse_read(decoder.feed(data), parse)
+                    for item in items:
+                        yield item
                     if end is not None:
                         if end is _END:
                             return
@@ -549,6 +548,22 @@ def _reads(raw: urllib3.HTTPResponse) -> Iterator[bytes]:
         yield data
         if failure is not None:
             raise failure
+
+
+def _parse_read(payloads: list[str], parse: EventParser[T]) -> tuple[list[T], Any]:
+    """The items of one read's events, and what ended them (see :func:`_decode_events`).
+
+    Events are decoded and parsed a slice at a time, so a large read never holds
+    thousands of decoded events at once (they would only feed the garbage collector).
+    """
+    items: list[T] = []
+    for start in range(0, len(payloads), _PARSE_SLICE):
+        events, end = _decode_events(payloads[start : start + _PARSE_SLICE])
+        if events:
+            items += _items(parse, events)
+        if end is not None:
+            return items, end
+    return items, None
 
 
 def _decode_events(payloads: list[str]) -> tuple[list[Any], Any]:
