@@ -22,15 +22,15 @@ CHATML_TURN = '<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n'
 
 
 def lagent(
-    *args: str, stdin: str | None = None, timeout: float = 240, prelude: str = ''
+    *args: str, stdin: str | None = None, timeout: float = 240, prelude: str = '', env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess:
     """Run ``python -m lagent ARGS`` (after ``prelude`` Python code, if any)."""
     if prelude:
         command = [sys.executable, '-c', f'{prelude}\nimport sys\nfrom lagent.cli import main\nsys.exit(main())', *args]
     else:
         command = [sys.executable, '-m', 'lagent', *args]
-    env = {**os.environ, 'PYTHONUNBUFFERED': '1'}
-    return subprocess.run(command, input=stdin or '', capture_output=True, text=True, timeout=timeout, env=env)
+    environment = {**os.environ, 'PYTHONUNBUFFERED': '1', **(env or {})}
+    return subprocess.run(command, input=stdin or '', capture_output=True, text=True, timeout=timeout, env=environment)
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
@@ -137,6 +137,18 @@ def test_chat_from_a_yaml_config(llamacpp_url: str, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert CHATML_TURN.format('Hi!') in result.stderr
     assert '"max_new_tokens": 6' in result.stderr  # the command line wins over the file
+
+
+def test_chat_debug_shows_the_http_request_body_without_the_key(llamacpp_url: str) -> None:
+    result = lagent(
+        'chat', '--backend', 'openai', '--url', llamacpp_url, '--model', 'smollm2', '--debug', *QUICK, 'Hi!',
+        env={'LAGENT_API_KEY': 'sk-secret-1234'},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    body = re.search(r'POST \S+/v1/chat/completions (\{.*\})', result.stderr)
+    assert body is not None, result.stderr
+    assert json.loads(body.group(1))['messages'] == [{'role': 'user', 'content': 'Hi!'}]
+    assert 'sk-secret-1234' not in result.stderr
 
 
 # ---------------------------------------------------------------------- user errors

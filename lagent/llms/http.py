@@ -316,7 +316,7 @@ class HTTPTransport:
         stream: bool,
     ) -> requests.Response:
         session = self._sync_session()
-        data = None if body is None else json.dumps(body).encode()
+        data = _encode_body(method, url, body)
         headers = self._request_headers(request_id)
         what = f'{method} {url}'
         for attempt in range(1, self.max_retries + 2):
@@ -422,7 +422,7 @@ class HTTPTransport:
         stream: bool,
     ) -> aiohttp.ClientResponse:
         session = self._async_session()
-        data = None if body is None else json.dumps(body).encode()
+        data = _encode_body(method, url, body)
         headers = self._request_headers(request_id)
         what = f'{method} {url}'
         for attempt in range(1, self.max_retries + 2):
@@ -698,3 +698,14 @@ def _discard(session: aiohttp.ClientSession) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter('ignore')  # the un-awaited no-op that close() returns
             connector.close()
+
+
+def _encode_body(method: str, url: str, body: Mapping[str, Any] | None) -> bytes | None:
+    """The JSON body of a request; logged at DEBUG (headers, and so API keys, never are)."""
+    if body is None:
+        logger.debug('%s %s', method, url)
+        return None
+    data = json.dumps(body).encode()
+    if logger.isEnabledFor(logging.DEBUG):
+        logger.debug('%s %s %s', method, url, data.decode())
+    return data
