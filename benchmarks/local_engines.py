@@ -16,6 +16,10 @@ model from the same GGUF (de-quantized to float32 on load).
 Targets: ``LlamaCpp`` >= 60 tokens/s on 2 cores, >= 0.95x raw llama-cpp-python,
 peak RSS < 400 MB. ``HFTransformer`` is reported against raw ``generate``.
 
+torch runs on one thread by default (``--torch-threads``): with two threads on a
+two-core machine that other processes also use, transformers decodes ten times
+slower.
+
 Run: ``python benchmarks/local_engines.py [--rounds 5] [--tokens 128] [--threads 2] [--only llamacpp]``.
 """
 
@@ -72,10 +76,12 @@ def llamacpp_lagent(args: argparse.Namespace) -> list[float]:
 
 
 def hf_raw(args: argparse.Namespace) -> list[float]:
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from lagent.llms.default_model import smollm2_gguf_path
 
+    torch.set_num_threads(args.torch_threads)
     gguf = smollm2_gguf_path()
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype='float32')
@@ -89,9 +95,12 @@ def hf_raw(args: argparse.Namespace) -> list[float]:
 
 
 def hf_lagent(args: argparse.Namespace) -> list[float]:
+    import torch
+
     from lagent.llms.default_model import smollm2_gguf_path
     from lagent.llms.hf_transformer import HFTransformer
 
+    torch.set_num_threads(args.torch_threads)
     llm = HFTransformer(smollm2_gguf_path(), device='cpu', torch_dtype='float32', temperature=0, ignore_eos=True)
 
     def run(tokens: int) -> int:
@@ -142,6 +151,7 @@ def _worker_main(args: argparse.Namespace) -> None:
 
 def _measure(name: str, args: argparse.Namespace) -> dict[str, Any]:
     command = [sys.executable, __file__, '--worker', name, '--tokens', str(args.tokens), '--runs', str(args.runs)]
+    command += ['--torch-threads', str(args.torch_threads)]
     if args.threads is not None:
         command += ['--threads', str(args.threads)]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -180,6 +190,9 @@ def main() -> None:
     parser.add_argument('--runs', type=int, default=2, help='timed generations per worker process')
     parser.add_argument('--tokens', type=int, default=128, help='tokens per generation')
     parser.add_argument('--threads', type=int, default=None, help="llama.cpp threads (default: llama.cpp's)")
+    parser.add_argument(
+        '--torch-threads', type=int, default=1, help='torch threads (1 holds up best on a shared machine)'
+    )
     parser.add_argument('--only', choices=sorted(PAIRS), action='append', help='measure only these pairs')
     parser.add_argument('--worker', choices=sorted(WORKERS), help=argparse.SUPPRESS)
     args = parser.parse_args()

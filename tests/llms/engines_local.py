@@ -41,8 +41,11 @@ def llamacpp_engines(smollm2_path: Path) -> Iterator[MakeEngine]:
 @pytest.fixture(scope='session')
 def hf_smollm2(smollm2_path: Path) -> tuple[Any, Any]:
     """SmolLM2 loaded once by transformers from the GGUF: ``(model, tokenizer)``."""
+    import torch
+
     from lagent.llms.hf_transformer import HFTransformer
 
+    torch.set_num_threads(1)  # several threads on a busy 2-core machine decode ten times slower
     loaded = HFTransformer(smollm2_path, device='cpu', torch_dtype='float32')
     return loaded.model, loaded.tokenizer
 
