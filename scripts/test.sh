@@ -10,6 +10,10 @@ python3 -m venv "$venv"
 # The CPU build of torch must come first, or a dependency pulls a multi-GB CUDA build.
 "$venv/bin/python" -m pip install --quiet torch==2.13.0
 "$venv/bin/python" -m pip install --quiet -e ".[all,test]"
+# lmdeploy runs only on CUDA, but it imports on a CPU: its configuration classes and CLI parser are
+# tested here. Its declared dependencies would pull CUDA builds, so install it with the few it imports.
+"$venv/bin/python" -m pip install --quiet --no-deps lmdeploy==0.18.0 mmengine-lite==0.10.7 yapf==0.43.0 \
+    addict==2.4.0 termcolor==3.3.0 pybase64==1.5.1 platformdirs==4.14.7 shortuuid==1.0.13
 
 "$venv/bin/ruff" check .
 "$venv/bin/ruff" format --check .
