@@ -43,7 +43,7 @@ _ENGINES: dict[str, str | type] = {
     'LMDeployClient': 'lagent.llms.lmdeploy_client:LMDeployClient',
     'TritonClient': 'lagent.llms.triton:TritonClient',
     'OpenAICompatible': 'lagent.llms.openai_compatible:OpenAICompatible',
-    'GPTAPI': 'lagent.llms.openai_compatible:OpenAICompatible',
+    'GPTAPI': 'lagent.llms.openai_compatible:GPTAPI',
     'ScriptedLLM': 'lagent.llms.scripted:ScriptedLLM',
     # short names (the CLI's --backend)
     'llamacpp': 'lagent.llms.llama_cpp:LlamaCpp',

@@ -3,6 +3,7 @@ completions API (vLLM, lmdeploy, llama.cpp, SGLang, OpenAI itself...)."""
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import Any
@@ -213,8 +214,46 @@ class OpenAICompatible(BaseLLM):
         await self.transport.aclose()
 
 
-GPTAPI = OpenAICompatible
-"""The name the original lagent used for its OpenAI engine."""
+class GPTAPI(OpenAICompatible):
+    """:class:`OpenAICompatible` under the name and keywords of the original lagent.
+
+    Args:
+        model_type: The model to ask for.
+        retry: Retries on connection errors, 429 and 5xx.
+        key: The API key; ``'ENV'`` reads ``OPENAI_API_KEY``.
+        api_base: The server's base URL (with or without ``/v1``, or the full
+            ``.../chat/completions`` address the original took).
+        meta_template: Role dicts; the original's ``api_role`` templates only rename roles.
+        json_mode: Ask for a JSON object reply (``response_format``).
+        **kwargs: Further :class:`OpenAICompatible` keywords and generation defaults.
+    """
+
+    def __init__(
+        self,
+        model_type: str = 'gpt-4o-mini',
+        retry: int = 2,
+        key: str | None = 'ENV',
+        api_base: str = 'https://api.openai.com/v1',
+        meta_template: Sequence[Mapping[str, Any]] | str | None = None,
+        json_mode: bool = False,
+        **kwargs: Any,
+    ):
+        if key == 'ENV':
+            key = os.environ.get('OPENAI_API_KEY')
+        for suffix in ('/chat/completions', '/completions'):
+            api_base = api_base.removesuffix(suffix)
+        extra_body = dict(kwargs.pop('extra_body', None) or {})
+        if json_mode:
+            extra_body['response_format'] = {'type': 'json_object'}
+        super().__init__(
+            api_base,
+            model_name=model_type,
+            api_key=key,
+            meta_template=meta_template,
+            max_retries=retry,
+            extra_body=extra_body,
+            **kwargs,
+        )
 
 
 def api_base(url: str) -> str:

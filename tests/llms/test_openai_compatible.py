@@ -54,7 +54,24 @@ def templated(llamacpp_url: str) -> Iterator[OpenAICompatible]:
 
 def test_model_name_defaults_to_the_first_served_model(llm: OpenAICompatible) -> None:
     assert llm.model_name == 'smollm2'
-    assert GPTAPI is OpenAICompatible
+
+
+def test_gptapi_takes_the_keywords_of_the_original_lagent(llamacpp_url: str, monkeypatch) -> None:
+    monkeypatch.setenv('OPENAI_API_KEY', 'sk-from-env-5678')
+    meta = [dict(role='system', api_role='system'), dict(role='user', api_role='user'),
+            dict(role='assistant', api_role='assistant'), dict(role='environment', api_role='system')]  # fmt: skip
+    llm = GPTAPI(
+        model_type='smollm2', retry=1, api_base=f'{llamacpp_url}/v1/chat/completions', meta_template=meta,
+        max_new_tokens=4, temperature=0,
+    )  # fmt: skip
+    assert isinstance(llm, OpenAICompatible) and llm.model_name == 'smollm2' and llm.transport.max_retries == 1
+    assert 'sk-from-env-5678' not in repr(llm)
+    request = llm.prepare([{'role': 'user', 'content': 'Hi'}, {'role': 'environment', 'content': 'obs'}])
+    assert request.messages == [{'role': 'user', 'content': 'Hi'}, {'role': 'system', 'content': 'obs'}]
+    assert llm.chat([{'role': 'user', 'content': 'Hi'}])
+    assert GPTAPI(api_base='http://127.0.0.1:1', json_mode=True).extra_body == {
+        'response_format': {'type': 'json_object'}
+    }
 
 
 def test_completion_mode_renders_the_prompt_and_uses_completions(templated: OpenAICompatible) -> None:
