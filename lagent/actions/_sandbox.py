@@ -60,7 +60,9 @@ class SandboxLimits:
 
     def as_request(self) -> dict[str, Any]:
         """The limits in the form the child program reads."""
-        cpu = self.cpu_seconds if self.cpu_seconds is not None else self.wall_seconds
+        # by default the CPU limit is a backstop one second past the wall clock, which bounds a call:
+        # the interpreter's own start-up counts as CPU time, so an equal limit could fire first
+        cpu = self.cpu_seconds if self.cpu_seconds is not None else self.wall_seconds + 1
         return {
             'wall_seconds': self.wall_seconds,
             'cpu_seconds': max(1, math.ceil(cpu)),

@@ -60,7 +60,7 @@ class PythonInterpreter(BaseAction):
     Args:
         timeout: Wall-clock seconds per call.
         memory_mb: Address-space limit per process, MiB (``None``: none).
-        cpu_seconds: CPU seconds per process (``None``: ``timeout`` rounded up).
+        cpu_seconds: CPU seconds per process (``None``: ``timeout`` + 1, rounded up).
         max_processes: Processes (and threads) the code may add (``None``: no limit).
         file_size_mb: Largest file the code may write, MiB (``None``: none).
         max_output_chars: Characters kept of stdout, of stderr and of the value.
