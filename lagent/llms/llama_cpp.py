@@ -7,7 +7,8 @@ machine with ``pip install "lagent[llamacpp]"``.
 Prompts go to ``create_completion``; conversations without a template go to
 ``create_chat_completion`` (the GGUF's own chat template), and conversations
 with ``tools`` to llama.cpp's ``chatml-function-calling`` format, which returns
-real tool calls. One llama.cpp context runs one generation at a time: calls
+real tool calls (its template shows a tool's result as a user turn naming the
+call). One llama.cpp context runs one generation at a time: calls
 from several threads (and the worker threads of the async methods) queue on a
 lock held by each instance.
 """
@@ -17,7 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from lagent._optional import import_optional
 from lagent.errors import EngineUnavailableError, LLMError
 from lagent.llms.base import BaseLLM
 from lagent.llms.default_model import smollm2_gguf_path
-from lagent.prompts import ChatTemplate
+from lagent.prompts import ChatTemplate, join_contents
 from lagent.schema import Chunk, GenerationParams, ToolCallDelta, Usage
 
 __all__ = ['LlamaCpp', 'default_llm']
@@ -122,17 +123,21 @@ class LlamaCpp(BaseLLM):
                     'llama_cpp.llama_chat_format', package='llama-cpp-python', extra='llamacpp'
                 )
                 call = chat_format.get_chat_completion_handler(FUNCTION_CALLING_FORMAT)
-                request = dict(llama=llama, messages=messages, tools=tools, tool_choice=choice, **sampling)
+                request = dict(
+                    messages=_function_calling_messages(messages), tools=tools, tool_choice=choice, **sampling
+                )
                 request.pop('logit_bias', None)  # the function-calling handler does not take it
                 try:
-                    pieces = call(stream=True, **request)
+                    pieces = call(llama=llama, stream=True, **request)
                 except ValueError:
                     if choice != 'auto':
                         raise
-                    # llama.cpp cannot stream a tool call it chose itself: ask again, whole
+                    # llama.cpp cannot stream a tool call it chose itself: ask again, whole,
+                    # through a view of the model that holds the reply to max_new_tokens
+                    budget = _TokenBudget(llama, params.max_new_tokens, (tool['function']['name'] for tool in tools))
                     with _llama_errors():
-                        whole = call(stream=False, **request)
-                    yield _whole_reply_chunk(whole)
+                        whole = call(llama=budget, stream=False, **request)
+                    yield _whole_reply_chunk(whole, truncated=budget.spent)
                     return
                 if choice != 'auto':
                     yield from _chat_chunks(pieces, llama, params.max_new_tokens)
@@ -287,6 +292,68 @@ def _plain_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [message if message.get('content') is not None else {**message, 'content': ''} for message in messages]
 
 
+def _function_calling_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Messages for llama.cpp's function-calling template.
+
+    That template renders the content of system, user and assistant turns only
+    (it drops a ``tool`` turn's), so a tool result becomes a user turn that
+    names the call it answers, in the template's own ``functions.<name>`` words.
+    """
+    names = {
+        call.get('id'): call.get('function', {}).get('name')
+        for message in messages
+        for call in message.get('tool_calls') or ()
+    }
+    converted = []
+    for message in _plain_messages(messages):
+        if message.get('role') == 'tool':
+            call_id = message.get('tool_call_id')
+            name = message.get('name') or names.get(call_id) or 'unknown'
+            content = message['content'] if isinstance(message['content'], str) else join_contents([message])
+            message = {'role': 'user', 'content': f'Result of functions.{name} (call {call_id}):\n{content}'}
+        converted.append(message)
+    return converted
+
+
+class _TokenBudget:
+    """The model as llama.cpp's function-calling handler sees it when asked for a whole reply.
+
+    For an automatic tool choice the handler ignores ``max_tokens``. It writes a
+    header (``functions.<name>:`` or ``message:``) in a short step bound by a
+    grammar, then generates what follows with no token limit. Through this view
+    what follows the headers (the tokens its usage counts) is at most
+    ``max_tokens`` tokens in all; once they are spent, a header step gets a
+    single token, too few to name another function, so the reply ends there.
+
+    Args:
+        llama: The ``llama_cpp.Llama`` to generate with.
+        max_tokens: The most tokens the reply's calls (or text) may have together.
+        tool_names: The functions the handler may call.
+    """
+
+    def __init__(self, llama: Any, max_tokens: int, tool_names: Iterable[str]):
+        self._llama = llama
+        self._left = max_tokens
+        self._headers = ('message:\n', *(f'functions.{name}:\n' for name in tool_names))
+        self.spent = False
+        """Whether the reply stopped at the budget."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._llama, name)
+
+    def create_completion(self, prompt: str, **kwargs: Any) -> Any:
+        if not prompt.endswith(self._headers):  # a header step
+            if self._left <= 0:
+                kwargs['max_tokens'] = 1
+            return self._llama.create_completion(prompt, **kwargs)
+        kwargs['max_tokens'] = max(self._left, 1)  # llama.cpp reads 0 as no limit
+        completion = self._llama.create_completion(prompt, **kwargs)
+        self._left -= completion['usage']['completion_tokens']
+        if completion['choices'][0]['finish_reason'] == 'length':
+            self.spent = True
+        return completion
+
+
 def _tool_deltas(calls: list[dict[str, Any]]) -> list[ToolCallDelta]:
     deltas = []
     for call in calls:
@@ -302,15 +369,15 @@ def _tool_deltas(calls: list[dict[str, Any]]) -> list[ToolCallDelta]:
     return deltas
 
 
-def _whole_reply_chunk(reply: dict[str, Any]) -> Chunk:
-    """One chunk holding a non-streamed chat completion."""
+def _whole_reply_chunk(reply: dict[str, Any], *, truncated: bool = False) -> Chunk:
+    """One chunk holding a non-streamed chat completion; ``truncated``: it stopped at its token limit."""
     choice = reply['choices'][0]
     message = choice['message']
     calls = [dict(call, index=index) for index, call in enumerate(message.get('tool_calls') or [])]
     usage = reply.get('usage')
     return Chunk(
         text=message.get('content') or '',
-        finish_reason=_FINISH_REASONS.get(choice.get('finish_reason') or 'stop', 'stop'),
+        finish_reason='length' if truncated else _FINISH_REASONS.get(choice.get('finish_reason') or 'stop', 'stop'),
         usage=Usage(**usage) if usage else None,
         tool_calls=_tool_deltas(calls) if calls else None,
     )

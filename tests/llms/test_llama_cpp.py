@@ -36,6 +36,17 @@ ASK_TOOL = [
     {'role': 'user', 'content': 'What is 37 * 12? Use the multiply tool.'},
 ]
 FORCE_MULTIPLY = {'type': 'function', 'function': {'name': 'multiply'}}
+TOOL_RESULT = 'The product is 444.'
+
+
+def _after_the_tool_ran(assistant_content: str | None) -> list[dict]:
+    """ASK_TOOL answered by a multiply call (given with ``assistant_content``) and its result."""
+    call = {'id': 'call_7', 'type': 'function', 'function': {'name': 'multiply', 'arguments': '{"a": 37, "b": 12}'}}
+    return [
+        *ASK_TOOL,
+        {'role': 'assistant', 'content': assistant_content, 'tool_calls': [call]},
+        {'role': 'tool', 'tool_call_id': 'call_7', 'content': TOOL_RESULT},
+    ]
 
 
 @pytest.fixture
@@ -128,6 +139,37 @@ def test_tools_with_a_forced_choice_stream_tool_call_deltas(llm: LlamaCpp) -> No
     assert status == ModelStatusCode.END and response is not None
     assert response.tool_calls[0].function.arguments == ''.join(delta.arguments for delta in deltas)
     assert set(response.tool_calls[0].function.parsed_arguments()) == {'a', 'b'}
+
+
+def test_a_tool_call_message_without_content_is_accepted_with_tools(llm: LlamaCpp) -> None:
+    response = llm.complete(_after_the_tool_ran(None), tools=[MULTIPLY], tool_choice=FORCE_MULTIPLY, **GREEDY)
+    assert response.tool_calls and response.tool_calls[0].function.name == 'multiply'
+
+
+def _evaluated_text(llm: LlamaCpp) -> str:
+    """What the llama.cpp context holds after the last generation: its prompt and reply."""
+    llama = llm._llama
+    return llama.detokenize(llama.input_ids[: llama.n_tokens].tolist(), special=True).decode('utf-8')
+
+
+def test_the_function_calling_prompt_shows_the_model_a_tool_result(llm: LlamaCpp) -> None:
+    # content '' isolates this from the None-content case above
+    response = llm.complete(_after_the_tool_ran(''), tools=[MULTIPLY], tool_choice=FORCE_MULTIPLY, **GREEDY)
+    assert response.tool_calls
+    evaluated = _evaluated_text(llm)
+    assert 'functions.multiply:' in evaluated, 'the function-calling template rendered the prompt'
+    assert TOOL_RESULT in evaluated
+    result_turn = evaluated[evaluated.index(TOOL_RESULT) - 80 :]
+    assert 'call_7' in result_turn and 'multiply' in result_turn, 'the result names its call'
+    assert '<|im_start|>tool' not in evaluated, 'no turn whose content the template drops'
+
+
+def test_max_new_tokens_bounds_a_tool_call_llama_cpp_will_not_stream(llm: LlamaCpp) -> None:
+    # SmolLM2 writes this call's arguments in 15 tokens
+    response = llm.complete(ASK_TOOL, tools=[MULTIPLY], temperature=0, max_new_tokens=5)
+    assert response.usage is not None and response.usage.completion_tokens == 5
+    assert response.finish_reason == 'length'
+    assert response.tool_calls and response.tool_calls[0].function.name == 'multiply'
 
 
 def test_tools_answered_in_text_give_the_text(llm: LlamaCpp) -> None:
