@@ -7,12 +7,10 @@ model given it serves the embedded default, SmolLM2-135M-Instruct.
 
 from __future__ import annotations
 
-import asyncio
 import importlib.util
 import json
 import os
 import sys
-import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,7 +18,7 @@ from typing import Any
 from lagent.errors import MissingExtraError
 from lagent.llms.default_model import smollm2_gguf_path
 from lagent.llms.openai_compatible import OpenAICompatible
-from lagent.llms.process import ServerProcess, free_port
+from lagent.llms.process import ChildServerMixin, ServerProcess, free_port
 
 __all__ = ['LlamaCppServer', 'llama_cpp_server_command']
 
@@ -84,7 +82,7 @@ def require_llama_cpp_server() -> None:
         raise MissingExtraError('llama-cpp-python[server]', 'llamacpp')
 
 
-class LlamaCppServer(OpenAICompatible):
+class LlamaCppServer(ChildServerMixin, OpenAICompatible):
     """llama-cpp-python's OpenAI-compatible server (``python -m llama_cpp.server``),
     started as a child process.
 
@@ -168,23 +166,4 @@ class LlamaCppServer(OpenAICompatible):
             self.process.url, model_name=model_name, meta_template=meta_template, api_key=api_key, **gen_params
         )
         self.path = str(model)
-        try:
-            self.process.start()
-        except BaseException:
-            super().close()
-            raise
-        weakref.finalize(self, self.process.stop)  # an engine dropped without close() still stops its server
-
-    def close(self) -> None:
-        """Close the client's connections and stop the server."""
-        try:
-            super().close()
-        finally:
-            self.process.stop()
-
-    async def aclose(self) -> None:
-        """Async twin of :meth:`close` (the server is stopped in a worker thread)."""
-        try:
-            await super().aclose()
-        finally:
-            await asyncio.to_thread(self.process.stop)
+        self._start_server()

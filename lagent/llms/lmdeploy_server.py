@@ -8,18 +8,16 @@ releases; :class:`~lagent.llms.process.ServerProcess` owns its lifecycle.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 import sys
-import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from lagent.errors import MissingExtraError
 from lagent.llms.lmdeploy_client import LMDeployClient
-from lagent.llms.process import ServerProcess, free_port
+from lagent.llms.process import ChildServerMixin, ServerProcess, free_port
 
 __all__ = ['LMDeployServer', 'find_lmdeploy', 'lmdeploy_command']
 
@@ -109,7 +107,7 @@ def find_lmdeploy() -> str:
     return found
 
 
-class LMDeployServer(LMDeployClient):
+class LMDeployServer(ChildServerMixin, LMDeployClient):
     """lmdeploy's OpenAI-compatible api_server, started as a child process.
 
     Behaves as :class:`~lagent.llms.lmdeploy_client.LMDeployClient` pointed at
@@ -201,23 +199,4 @@ class LMDeployServer(LMDeployClient):
             **gen_params,
         )
         self.path = path
-        try:
-            self.process.start()
-        except BaseException:
-            super().close()
-            raise
-        weakref.finalize(self, self.process.stop)  # an engine dropped without close() still stops its server
-
-    def close(self) -> None:
-        """Close the client's connections and stop the server."""
-        try:
-            super().close()
-        finally:
-            self.process.stop()
-
-    async def aclose(self) -> None:
-        """Async twin of :meth:`close` (the server is stopped in a worker thread)."""
-        try:
-            await super().aclose()
-        finally:
-            await asyncio.to_thread(self.process.stop)
+        self._start_server()

@@ -17,6 +17,7 @@ to the single-threaded supervisor, which also reaps the server's orphans.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import contextlib
 import logging
@@ -29,6 +30,7 @@ import sys
 import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import FrameType, TracebackType
@@ -38,7 +40,7 @@ import requests
 
 from lagent.errors import EngineStartError
 
-__all__ = ['ServerProcess', 'ensure_port_free', 'free_port']
+__all__ = ['ChildServerMixin', 'ServerProcess', 'ensure_port_free', 'free_port']
 
 logger = logging.getLogger(__name__)
 
@@ -410,3 +412,37 @@ def _bind_address(host: str, port: int) -> tuple[socket.AddressFamily, Any]:
 
 def _host_port(host: str, port: int) -> str:
     return f'[{host}]:{port}' if ':' in host else f'{host}:{port}'
+
+
+class ChildServerMixin:
+    """Stops an engine's child server with the engine: mixed in before an HTTP
+    engine class (``class XServer(ChildServerMixin, OpenAICompatible)``).
+
+    The engine sets ``self.process`` and, once its client part is set up, calls
+    :meth:`_start_server`; ``close()``/``aclose()`` then close the client and
+    stop the server, and an engine dropped without ``close()`` still stops it.
+    """
+
+    process: ServerProcess
+
+    def _start_server(self) -> None:
+        try:
+            self.process.start()
+        except BaseException:
+            super().close()  # type: ignore[misc]
+            raise
+        weakref.finalize(self, self.process.stop)
+
+    def close(self) -> None:
+        """Close the client's connections and stop the server."""
+        try:
+            super().close()  # type: ignore[misc]
+        finally:
+            self.process.stop()
+
+    async def aclose(self) -> None:
+        """Async twin of :meth:`close` (the server is stopped in a worker thread)."""
+        try:
+            await super().aclose()  # type: ignore[misc]
+        finally:
+            await asyncio.to_thread(self.process.stop)
