@@ -3,7 +3,9 @@
 Pairs measured on the same prompt in the same run (SmolLM2-135M-Instruct):
 
 * ``LlamaCpp.complete`` against raw llama-cpp-python ``create_completion(stream=True)``;
-* ``HFTransformer.complete`` against raw transformers ``model.generate``.
+* ``HFTransformer.complete`` against raw transformers ``model.generate``;
+* ``TritonClient.stream`` through a real tritonserver against calling the same
+  model function directly (``triton``, from ``benchmarks/triton_engine.py``).
 
 Every measurement runs in a fresh subprocess (so one engine's memory never
 pollutes another's peak RSS): it loads the model, warms up once, then times
@@ -116,8 +118,6 @@ WORKERS: dict[str, Worker] = {
     'llamacpp_lagent': llamacpp_lagent,
     'hf_raw': hf_raw,
     'hf_lagent': hf_lagent,
-    # Triton: add the TritonClient measurement and its raw tritonclient peer here
-    # (workers taking ``args`` and returning tokens/s per run), then a line in PAIRS.
 }
 
 PAIRS: dict[str, tuple[str, str]] = {
@@ -193,17 +193,27 @@ def main() -> None:
     parser.add_argument(
         '--torch-threads', type=int, default=1, help='torch threads (1 holds up best on a shared machine)'
     )
-    parser.add_argument('--only', choices=sorted(PAIRS), action='append', help='measure only these pairs')
+    parser.add_argument('--only', choices=[*sorted(PAIRS), 'triton'], action='append', help='measure only these')
     parser.add_argument('--worker', choices=sorted(WORKERS), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         _worker_main(args)
         return
-    pairs = args.only or list(PAIRS)
+    pairs = args.only or [*PAIRS, 'triton']
     print(f'{args.tokens} tokens per generation, {args.runs} runs per process, {args.rounds} rounds')
     for pair in pairs:
         print(f'{pair}:')
-        _run_pair(pair, args)
+        if pair == 'triton':
+            _run_triton(args)
+        else:
+            _run_pair(pair, args)
+
+
+def _run_triton(args: argparse.Namespace) -> None:
+    """TritonClient against the same model function called in process (one server, interleaved runs)."""
+    from triton_engine import run  # the sibling script; it starts and stops its own tritonserver
+
+    run(tokens=args.tokens, repeats=args.rounds)
 
 
 if __name__ == '__main__':
