@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -168,8 +169,13 @@ def test_stop_words_and_request_id_reach_the_server(llm: OpenAICompatible) -> No
 
 
 def test_call_timeout_is_honoured(llm: OpenAICompatible) -> None:
+    story = [{'role': 'user', 'content': 'Write a long story about the sea.'}]
+    started = time.monotonic()
+    long_reply = llm.complete(story, temperature=0, max_new_tokens=200)
+    took = time.monotonic() - started
+    assert long_reply.usage is not None and long_reply.usage.completion_tokens > 50  # a reply that takes a while
     with pytest.raises(LLMTimeoutError):
-        llm.generate('Write a long story about the sea.', temperature=0, max_new_tokens=400, timeout=0.05)
+        llm.chat(story, temperature=0, max_new_tokens=200, timeout=took / 10)
 
 
 # ---------------------------------------------------------------------- the fault server
