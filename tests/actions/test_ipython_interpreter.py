@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from lagent.actions import ActionExecutor, IPythonInterpreter
-from lagent.schema import ActionReturn, ActionStatusCode
+from lagent.schema import ActionStatusCode
 from tests.actions.processes import alive, processes_in_group
+from tests.actions.results import failed, ok
 
 RESTARTED = 'The session was restarted: earlier variables, imports and files are gone.'
 
@@ -27,69 +28,59 @@ def session() -> Iterator[IPythonInterpreter]:
     interpreter.close()
 
 
-def _ok(result: ActionReturn) -> str:
-    assert result.state == ActionStatusCode.SUCCESS, result.errmsg
-    return result.format_result()
-
-
-def _failed(result: ActionReturn) -> str:
-    assert result.state == ActionStatusCode.API_ERROR, result.result
-    return result.errmsg
-
-
 def test_state_persists_between_calls(session: IPythonInterpreter):
-    assert _ok(session.run('import math\nx = 40')) == '(no output)'
-    assert _ok(session.run('def f(y):\n    return x + y')) == '(no output)'
-    assert _ok(session.run('print("sum")\nf(2)')) == 'sum\n42'
-    assert _ok(session.run('round(math.pi, 2)')) == '3.14'
+    assert ok(session.run('import math\nx = 40')) == '(no output)'
+    assert ok(session.run('def f(y):\n    return x + y')) == '(no output)'
+    assert ok(session.run('print("sum")\nf(2)')) == 'sum\n42'
+    assert ok(session.run('round(math.pi, 2)')) == '3.14'
 
 
 def test_tracebacks_show_the_cells_source(session: IPythonInterpreter):
-    _ok(session.run('def broken():\n    return {}["missing"]'))
-    errmsg = _failed(session.run('broken()'))
+    ok(session.run('def broken():\n    return {}["missing"]'))
+    errmsg = failed(session.run('broken()'))
     assert 'File "<cell 2>", line 1, in <module>' in errmsg
     assert 'File "<cell 1>", line 2, in broken' in errmsg
     assert 'return {}["missing"]' in errmsg
     assert errmsg.endswith("KeyError: 'missing'")
-    assert _ok(session.run('1 + 1')) == '2'  # an exception does not end the session
+    assert ok(session.run('1 + 1')) == '2'  # an exception does not end the session
 
 
 def test_reset_forgets_everything(session: IPythonInterpreter):
-    _ok(session.run('kept = 1'))
+    ok(session.run('kept = 1'))
     first = session.pid
     session.reset()
     assert session.pid is None and not alive(first)
-    assert _failed(session.run('kept')).endswith("NameError: name 'kept' is not defined")
+    assert failed(session.run('kept')).endswith("NameError: name 'kept' is not defined")
 
 
 def test_timeout_kills_the_session_and_the_next_call_starts_fresh(session: IPythonInterpreter):
-    _ok(session.run('kept = 1'))
+    ok(session.run('kept = 1'))
     group = session.pid
     started = time.monotonic()
-    errmsg = _failed(session.run('print("working", flush=True)\nwhile True:\n    pass'))
+    errmsg = failed(session.run('print("working", flush=True)\nwhile True:\n    pass'))
     assert time.monotonic() - started < 15  # generous: the machine may be busy; the code would run forever
     assert errmsg == f'working\ntimed out after 2s (wall-clock limit); the process was killed\n{RESTARTED}'
     assert processes_in_group(group) == []
-    assert _failed(session.run('kept')).endswith("NameError: name 'kept' is not defined")
+    assert failed(session.run('kept')).endswith("NameError: name 'kept' is not defined")
     assert session.pid != group
 
 
 def test_a_crash_restarts_the_session(session: IPythonInterpreter):
-    _ok(session.run('kept = 1'))
-    errmsg = _failed(session.run('import os\nos._exit(7)'))
+    ok(session.run('kept = 1'))
+    errmsg = failed(session.run('import os\nos._exit(7)'))
     assert errmsg == f'the process exited with status 7 before the code finished\n{RESTARTED}'
-    assert _ok(session.run('"alive"')) == "'alive'"
+    assert ok(session.run('"alive"')) == "'alive'"
 
 
 def test_memory_error_keeps_the_session(session: IPythonInterpreter):
-    _ok(session.run('kept = 5'))
-    assert _failed(session.run('block = bytearray(8 * 2**30)')).endswith('MemoryError')
-    assert _ok(session.run('kept')) == '5'
+    ok(session.run('kept = 5'))
+    assert failed(session.run('block = bytearray(8 * 2**30)')).endswith('MemoryError')
+    assert ok(session.run('kept')) == '5'
 
 
 def test_processes_started_by_a_call_end_with_it(session: IPythonInterpreter):
     code = 'import subprocess\nchild = subprocess.Popen(["sleep", "600"], start_new_session=True)\nchild.pid'
-    pid = int(_ok(session.run(code)))
+    pid = int(ok(session.run(code)))
     assert not alive(pid)
 
 
@@ -110,17 +101,17 @@ def test_fork_bomb_is_contained(session: IPythonInterpreter):
                 pass
         """
     )
-    _ok(session.run('1'))
+    ok(session.run('1'))
     supervisor = session.pid
     started = time.monotonic()
-    errmsg = _failed(session.run(code))
+    errmsg = failed(session.run(code))
     assert time.monotonic() - started < 20
     assert errmsg.endswith(f'timed out after 2s (wall-clock limit); the process was killed\n{RESTARTED}')
     group = int(re.search(r'^group (\d+)$', errmsg, re.MULTILINE).group(1))
     escaped = int(re.search(r'^escaped (\d+)$', errmsg, re.MULTILINE).group(1))
     assert not alive(escaped)
     assert processes_in_group(group) == [] and processes_in_group(supervisor) == []
-    assert _ok(session.run('"fresh"')) == "'fresh'"
+    assert ok(session.run('"fresh"')) == "'fresh'"
 
 
 def test_a_fork_bomb_left_running_after_the_cell_is_stopped_with_it():
@@ -137,19 +128,19 @@ def test_a_fork_bomb_left_running_after_the_cell_is_stopped_with_it():
         """
     )
     with IPythonInterpreter(timeout=10) as session:  # the cleanup runs within the call's time
-        output = _ok(session.run(code))
+        output = ok(session.run(code))
         group = int(re.search(r'^group (\d+)$', output, re.MULTILINE).group(1))
         assert len(processes_in_group(group)) == 1  # only the session's worker itself
-        assert _ok(session.run('"still here"')) == "'still here'"
+        assert ok(session.run('"still here"')) == "'still here'"
 
 
 def test_environment_is_scrubbed_and_the_scratch_directory_lives_with_the_session(
     session: IPythonInterpreter, monkeypatch: pytest.MonkeyPatch
 ):
     monkeypatch.setenv('LAGENT_TEST_SECRET', 'sk-do-not-leak-123')
-    assert _ok(session.run('import os\nsorted(os.environ)')) == "['HOME', 'LANG', 'LC_ALL', 'PATH', 'TMPDIR']"
-    scratch = _ok(session.run('open("notes.txt", "w").write("kept")\nos.getcwd()')).strip("'")
-    assert _ok(session.run('open("notes.txt").read()')) == "'kept'"
+    assert ok(session.run('import os\nsorted(os.environ)')) == "['HOME', 'LANG', 'LC_ALL', 'PATH', 'TMPDIR']"
+    scratch = ok(session.run('open("notes.txt", "w").write("kept")\nos.getcwd()')).strip("'")
+    assert ok(session.run('open("notes.txt").read()')) == "'kept'"
     session.close()
     assert not Path(scratch).exists()
 

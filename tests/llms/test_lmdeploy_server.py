@@ -24,9 +24,15 @@ from lagent.llms.lmdeploy_server import LMDeployServer, find_lmdeploy, lmdeploy_
 from lagent.llms.process import free_port
 from lagent.schema import ModelStatusCode
 from tests.fixtures import lmdeploy_standin
-from tests.fixtures.process_checks import Leftovers, group_alive, read_line, wait_group_gone
+from tests.fixtures.process_checks import (
+    REPO,
+    Leftovers,
+    group_alive,
+    owned_server_pid,
+    start_owner,
+    wait_group_gone,
+)
 
-REPO = Path(__file__).parents[2]
 MODEL_ID = 'internlm/internlm2_5-7b-chat'
 USER = [{'role': 'user', 'content': 'Say hello.'}]
 
@@ -223,24 +229,9 @@ def test_missing_lmdeploy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
         LMDeployServer(MODEL_ID, server_port=free_port())
 
 
-def _owner(log: Path, *args: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, '-m', 'tests.fixtures.server_owner', str(log), *args],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        start_new_session=True,
-    )
-
-
-def _server_pid(owner: subprocess.Popen) -> int:
-    line = read_line(owner, timeout=120)
-    assert line.startswith('pid '), line
-    return int(line.split()[1])
-
-
 def test_owner_killed_leaves_no_orphan(standin: StandIn, leftovers: Leftovers, tmp_path: Path) -> None:
-    owner = leftovers.proc(_owner(tmp_path / 'server.log', 'lmdeploy', MODEL_ID))
-    pid = leftovers.group(_server_pid(owner))
+    owner = leftovers.proc(start_owner(tmp_path / 'server.log', 'lmdeploy', MODEL_ID))
+    pid = leftovers.group(owned_server_pid(owner, timeout=120))
     assert group_alive(pid)
     owner.send_signal(signal.SIGKILL)
     owner.wait(10)
@@ -248,8 +239,8 @@ def test_owner_killed_leaves_no_orphan(standin: StandIn, leftovers: Leftovers, t
 
 
 def test_owner_sigterm_stops_server(standin: StandIn, leftovers: Leftovers, tmp_path: Path) -> None:
-    owner = leftovers.proc(_owner(tmp_path / 'server.log', 'lmdeploy', MODEL_ID))
-    pid = leftovers.group(_server_pid(owner))
+    owner = leftovers.proc(start_owner(tmp_path / 'server.log', 'lmdeploy', MODEL_ID))
+    pid = leftovers.group(owned_server_pid(owner, timeout=120))
     owner.send_signal(signal.SIGTERM)
     assert owner.wait(30) == -signal.SIGTERM
     assert not group_alive(pid)

@@ -7,7 +7,6 @@ import logging
 import os
 import signal
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -18,10 +17,17 @@ import requests
 
 from lagent.errors import EngineStartError
 from lagent.llms.process import ServerProcess, ensure_port_free, free_port
-from tests.fixtures.process_checks import Leftovers, group_alive, process_alive, read_line, wait_group_gone
+from tests.fixtures.process_checks import (
+    Leftovers,
+    group_alive,
+    owned_server_pid,
+    process_alive,
+    read_line,
+    start_owner,
+    wait_group_gone,
+)
 
 TINY_SERVER = Path(__file__).parents[1] / 'fixtures' / 'tiny_server.py'
-REPO = Path(__file__).parents[2]
 
 
 @pytest.fixture
@@ -167,24 +173,9 @@ def test_sigkill_after_grace(leftovers: Leftovers) -> None:
     assert not group_alive(server.pid)
 
 
-def _owner(log: Path, *args: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, '-m', 'tests.fixtures.server_owner', str(log), *args],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        start_new_session=True,
-    )
-
-
-def _server_pid(owner: subprocess.Popen) -> int:
-    line = read_line(owner, timeout=60)
-    assert line.startswith('pid '), line
-    return int(line.split()[1])
-
-
 def test_owner_killed_leaves_no_orphan(leftovers: Leftovers, tmp_path: Path) -> None:
-    owner = leftovers.proc(_owner(tmp_path / 'server.log', 'process'))
-    pid = leftovers.group(_server_pid(owner))
+    owner = leftovers.proc(start_owner(tmp_path / 'server.log', 'process'))
+    pid = leftovers.group(owned_server_pid(owner, timeout=60))
     assert group_alive(pid)
     owner.send_signal(signal.SIGKILL)
     owner.wait(10)
@@ -192,8 +183,8 @@ def test_owner_killed_leaves_no_orphan(leftovers: Leftovers, tmp_path: Path) -> 
 
 
 def test_owner_killed_with_a_forked_child_alive(leftovers: Leftovers, tmp_path: Path) -> None:
-    owner = leftovers.proc(_owner(tmp_path / 'server.log', 'process', '--fork'))
-    pid = leftovers.group(_server_pid(owner))
+    owner = leftovers.proc(start_owner(tmp_path / 'server.log', 'process', '--fork'))
+    pid = leftovers.group(owned_server_pid(owner, timeout=60))
     owner.send_signal(signal.SIGKILL)
     owner.wait(10)
     assert group_alive(owner.pid)  # the forked child still runs, in the owner's group...
@@ -201,16 +192,16 @@ def test_owner_killed_with_a_forked_child_alive(leftovers: Leftovers, tmp_path: 
 
 
 def test_owner_sigterm_stops_server(leftovers: Leftovers, tmp_path: Path) -> None:
-    owner = leftovers.proc(_owner(tmp_path / 'server.log', 'process'))
-    pid = leftovers.group(_server_pid(owner))
+    owner = leftovers.proc(start_owner(tmp_path / 'server.log', 'process'))
+    pid = leftovers.group(owned_server_pid(owner, timeout=60))
     owner.send_signal(signal.SIGTERM)
     assert owner.wait(10) == -signal.SIGTERM  # the default action still happens
     assert not group_alive(pid)  # stopped by the owner itself, before it died
 
 
 def test_owner_sigterm_chains_previous_handler(leftovers: Leftovers, tmp_path: Path) -> None:
-    owner = leftovers.proc(_owner(tmp_path / 'server.log', 'process', '--chain-handler'))
-    pid = leftovers.group(_server_pid(owner))
+    owner = leftovers.proc(start_owner(tmp_path / 'server.log', 'process', '--chain-handler'))
+    pid = leftovers.group(owned_server_pid(owner, timeout=60))
     owner.send_signal(signal.SIGTERM)
     assert read_line(owner, timeout=10) == 'owner handler ran'
     assert owner.wait(10) == 0
@@ -218,7 +209,7 @@ def test_owner_sigterm_chains_previous_handler(leftovers: Leftovers, tmp_path: P
 
 
 def test_interpreter_exit_stops_server(leftovers: Leftovers, tmp_path: Path) -> None:
-    owner = leftovers.proc(_owner(tmp_path / 'server.log', 'process', '--exit'))
-    pid = leftovers.group(_server_pid(owner))
+    owner = leftovers.proc(start_owner(tmp_path / 'server.log', 'process', '--exit'))
+    pid = leftovers.group(owned_server_pid(owner, timeout=60))
     assert owner.wait(30) == 0
     assert not group_alive(pid)
