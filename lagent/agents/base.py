@@ -215,9 +215,7 @@ class BaseAgent:
                     else:
                         yield piece
             elif isinstance(item, _RunTool):
-                outcome = item.executor.execute(
-                    item.call.function.name, item.call.function.arguments, tool_call_id=item.call.id
-                )
+                outcome = item.executor.execute_call(item.call)
             else:
                 yield item
 
@@ -238,9 +236,7 @@ class BaseAgent:
                     else:
                         yield piece
             elif isinstance(item, _RunTool):
-                outcome = await item.executor.aexecute(
-                    item.call.function.name, item.call.function.arguments, tool_call_id=item.call.id
-                )
+                outcome = await item.executor.aexecute_call(item.call)
             else:
                 yield item
 
