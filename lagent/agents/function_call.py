@@ -105,7 +105,7 @@ class FunctionCallAgent(BaseAgent):
             tool_timeout=tool_timeout,
             **gen_params,
         )
-        can_go_native = _sends_tools_natively(llm, self.executor.tool_schemas())
+        can_go_native = llm.tool_calling == 'native'
         if native and not can_go_native:
             raise ValueError(
                 f'{type(llm).__name__} cannot send tools natively here (no native_tools, or a prompt template '
@@ -160,17 +160,6 @@ class FunctionCallAgent(BaseAgent):
         if self.native and request.call is not None:
             return Message(role='tool', tool_call_id=request.call.id, content=observation)
         return Message(role='user', content=f'<tool_response>\n{observation}\n</tool_response>')
-
-
-def _sends_tools_natively(llm: BaseLLM, tools: list[dict[str, Any]]) -> bool:
-    """Whether a conversation with ``tools`` goes to the engine's messages path with native tools."""
-    if not llm.native_tools:
-        return False
-    try:
-        request = llm.prepare([Message(role='user', content='?')], tools=tools or None)
-    except ValueError:
-        return False
-    return request.messages is not None
 
 
 def _normalize_tool_choice(choice: str | Mapping[str, Any], names: list[str]) -> str | dict[str, Any]:

@@ -35,7 +35,7 @@ import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, TypeVar, Union, cast
+from typing import Any, ClassVar, Literal, TypeVar, Union, cast
 
 from lagent.llms.streaming import AsyncStream, ChunkAccumulator, StopFilter, Stream
 from lagent.prompts import ChatTemplate, MetaTemplate, get_template, join_contents, normalize_messages
@@ -139,6 +139,24 @@ class BaseLLM:
 
     def __repr__(self) -> str:
         return f'{type(self).__name__}(path={self.path!r})'
+
+    @property
+    def tool_calling(self) -> Literal['native', 'template', 'none']:
+        """How ``tools=`` travel with a conversation, as this engine is configured.
+
+        * ``'native'``: with the messages, to an engine that returns structured
+          tool calls (:attr:`Response.tool_calls <lagent.schema.Response.tool_calls>`);
+        * ``'template'``: rendered into the prompt by the ``chat_template``; the
+          model writes its calls as text, for the caller to parse;
+        * ``'none'``: this engine and template cannot carry tools (describe them
+          in the prompt yourself).
+        """
+        template = self.template
+        if isinstance(template, ChatTemplate):
+            return 'template'
+        if template is not None and not template.is_api_template:
+            return 'none'
+        return 'native' if self.accepts_messages and self.native_tools else 'none'
 
     # ------------------------------------------------------------------ hooks
 

@@ -1,0 +1,49 @@
+"""The ``lagent`` command: ``chat``, ``agent`` and ``bench`` on any engine.
+
+Every command builds its engine the same way: ``--config FILE`` (see
+:func:`lagent.llms.config.build_llm`) and/or ``--backend`` with ``--model``,
+``--url``, ``--template`` and generation options given on the command line
+(these win over the file). Errors a user can cause end the command with one
+``lagent: error: ...`` line on stderr and a non-zero status.
+
+Each subcommand is a module of this package with an ``add_parser(commands,
+engine_options)`` function that adds it and sets its ``handler``; a new
+command is one module plus one entry in ``_COMMANDS``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from collections.abc import Sequence
+
+from lagent.cli._common import engine_options, error, log_to_stderr
+from lagent.errors import LLMError
+
+__all__ = ['build_parser', 'main']
+
+_COMMANDS = ('chat', 'agent', 'bench')
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``lagent`` command line; return the exit status."""
+    args = build_parser().parse_args(argv)
+    if getattr(args, 'debug', False):
+        log_to_stderr()
+    try:
+        return args.handler(args)
+    except KeyboardInterrupt:
+        return 130
+    except (LLMError, ValueError, ImportError, OSError) as exc:
+        error(exc)
+        return 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the parser of the ``lagent`` command and its subcommands."""
+    parser = argparse.ArgumentParser(prog='lagent', description='Chat, run agents and benchmark any lagent engine.')
+    commands = parser.add_subparsers(dest='command', required=True, metavar='COMMAND')
+    engine = engine_options()
+    for name in _COMMANDS:
+        importlib.import_module(f'lagent.cli.{name}').add_parser(commands, engine)
+    return parser

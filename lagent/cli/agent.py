@@ -1,0 +1,95 @@
+"""``lagent agent``: the function-calling agent with built-in tools."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from lagent.cli._common import build_engine, note, positive_int, say
+from lagent.schema import ActionStatusCode, AgentStatusCode
+
+__all__ = ['TOOLS', 'add_parser', 'make_tools', 'run_agent', 'show_agent_event']
+
+TOOLS = ('calculator', 'python')
+
+
+def add_parser(commands: Any, engine: argparse.ArgumentParser) -> None:
+    """Add the ``agent`` subcommand."""
+    agent = commands.add_parser(
+        'agent',
+        parents=[engine],
+        help='run the function-calling agent with tools',
+        description='Run the function-calling agent on PROMPT and show each step as it happens.',
+    )
+    agent.add_argument(
+        '--tools',
+        default='calculator,python',
+        help=f'comma-separated tools to give the agent, among {", ".join(TOOLS)} (default: %(default)s)',
+    )
+    agent.add_argument('--max-turn', type=positive_int, default=4, help='most model turns (default: %(default)s)')
+    agent.add_argument('prompt', metavar='PROMPT', help='the task for the agent')
+    agent.set_defaults(handler=run_agent)
+
+
+def run_agent(args: argparse.Namespace) -> int:
+    """``lagent agent``: run the function-calling agent and show each step as it happens."""
+    from lagent.actions.executor import ActionExecutor
+    from lagent.agents.function_call import FunctionCallAgent
+
+    with ActionExecutor(make_tools(args.tools)) as executor, build_engine(args) as llm:
+        agent = FunctionCallAgent(llm, executor, max_turn=args.max_turn)
+        if args.debug:
+            path = 'native tool calls' if agent.native else 'tools described in the prompt, calls parsed from the text'
+            note(f'--- tools ({path}) ---\n{json.dumps(executor.tool_schemas(), indent=2)}')
+        streamed = False
+        for event in agent.stream_chat(args.prompt):
+            streamed = show_agent_event(event, streamed)
+    return 0
+
+
+def make_tools(names: str) -> list[Any]:
+    """Return the built-in tools named in a comma-separated list.
+
+    Raises:
+        ValueError: An unknown tool name.
+    """
+    chosen = [name.strip() for name in names.split(',') if name.strip()]
+    unknown = [name for name in chosen if name not in TOOLS]
+    if unknown:
+        raise ValueError(f'unknown tool {unknown[0]!r}; available: {", ".join(TOOLS)}')
+    tools: list[Any] = []
+    if 'calculator' in chosen:
+        from lagent.actions.calculator import Calculator
+
+        tools.append(Calculator())
+    if 'python' in chosen:
+        from lagent.actions.python_interpreter import PythonInterpreter
+
+        tools.append(PythonInterpreter())
+    return tools
+
+
+def show_agent_event(event: Any, streamed: bool) -> bool:
+    """Write one agent event to stdout; return whether model text is mid-line."""
+    kind = event.kind
+    if kind == 'text_delta':
+        sys.stdout.write(event.text)
+        sys.stdout.flush()
+        return True
+    if streamed:
+        sys.stdout.write('\n')
+    if kind == 'tool_call':
+        say(f'[turn {event.turn}] tool call: {event.call.function.name}({event.call.function.arguments})')
+    elif kind == 'tool_result':
+        outcome = (
+            'tool result'
+            if event.result.state == ActionStatusCode.SUCCESS
+            else f'tool error ({event.result.state.name})'
+        )
+        say(f'[turn {event.turn}] {outcome}: {event.observation}')
+    elif kind == 'final_answer':
+        label = 'final answer' if event.status == AgentStatusCode.END else f'stopped ({event.status.name})'
+        say(f'[{label}] {event.text}')
+    return False
