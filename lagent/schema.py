@@ -24,6 +24,7 @@ from pydantic import (
     GetJsonSchemaHandler,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 from pydantic_core import core_schema
@@ -180,6 +181,12 @@ class Message(BaseModel):
     """Tool calls made by an assistant message."""
     tool_call_id: str | None = None
     """For a ``tool`` message: the id of the call it answers."""
+
+    @model_validator(mode='after')
+    def _has_content(self) -> Message:
+        if self.content is None and not self.tool_calls:
+            raise ValueError(f'a {self.role!r} message needs content (only an assistant tool call may have none)')
+        return self
 
     @property
     def text(self) -> str:
