@@ -12,6 +12,15 @@ Two paths, chosen from the LLM's declared capabilities:
   (the Hermes / Qwen convention), and each result comes back as a user message
   ``<tool_response>...</tool_response>``.
 
+Which tool choice each reply gets (native path), on top of the finishing
+policy of :mod:`lagent.agents.base`:
+
+* the first reply: ``tool_choice``; by default the only tool is forced when
+  there is exactly one (a small model rarely decides to call a tool on its
+  own), else ``'auto'``;
+* later replies: ``next_tool_choice`` (default ``'auto'``);
+* the last allowed reply: ``'none'``, with the request to answer.
+
 Streaming on the native path: a reply in which the model may choose a tool
 (``tool_choice`` ``'auto'`` or ``'required'``) is requested whole by default,
 because some servers refuse to stream it (llama.cpp's
@@ -27,6 +36,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from lagent.actions import ActionExecutor
 from lagent.agents._text import arguments_object, first_json_object, strip_fence
 from lagent.agents.base import BaseAgent, ModelRequest, ParsedReply, ToolRequest, ToolsLike, make_call
 from lagent.agents.memory import AgentMemory
@@ -66,12 +76,14 @@ class FunctionCallAgent(BaseAgent):
             picks native where the engine supports it.
         tool_choice: For the first reply of each run (native path): ``'auto'``,
             ``'none'``, ``'required'``, a tool's name, or an OpenAI
-            ``{"type": "function", "function": {"name": ...}}``.
+            ``{"type": "function", "function": {"name": ...}}``; ``None``
+            forces the only tool when there is exactly one, else ``'auto'``.
         next_tool_choice: For the later replies of each run. The default
             ``'auto'`` lets a forced first call be followed by an answer or
             more calls; ``'none'`` makes the model answer after the first call.
         stream_auto_tools: Stream native replies in which the model may choose
             a tool (see the module docstring).
+        action_executor: lagent 0.2's name for ``tools``.
         **gen_params: Generation settings for every request.
 
     Raises:
@@ -91,9 +103,10 @@ class FunctionCallAgent(BaseAgent):
         memory: AgentMemory | None = None,
         tool_timeout: float | None = 30.0,
         native: bool | None = None,
-        tool_choice: str | Mapping[str, Any] = 'auto',
+        tool_choice: str | Mapping[str, Any] | None = None,
         next_tool_choice: str | Mapping[str, Any] = 'auto',
         stream_auto_tools: bool = False,
+        action_executor: ActionExecutor | None = None,
         **gen_params: Any,
     ):
         super().__init__(
@@ -103,6 +116,7 @@ class FunctionCallAgent(BaseAgent):
             max_turn=max_turn,
             memory=memory,
             tool_timeout=tool_timeout,
+            action_executor=action_executor,
             **gen_params,
         )
         can_go_native = llm.tool_calling == 'native'
@@ -113,6 +127,8 @@ class FunctionCallAgent(BaseAgent):
             )
         self.native = can_go_native if native is None else native
         """Whether tool calls go through the engine's native function calling."""
+        if tool_choice is None:
+            tool_choice = self.executor.names[0] if len(self.executor.names) == 1 else 'auto'
         self.tool_choice = _normalize_tool_choice(tool_choice, self.executor.names)
         """The tool choice of the first reply of each run."""
         self.next_tool_choice = _normalize_tool_choice(next_tool_choice, self.executor.names)
@@ -130,12 +146,15 @@ class FunctionCallAgent(BaseAgent):
         content = f'{self.system_prompt}\n\n{prompt}' if self.system_prompt else prompt
         return [Message(role='system', content=content)]
 
-    def _model_request(self, turn: int) -> ModelRequest:
-        conversation = self._conversation()
+    def _model_request(self, turn: int, final: bool) -> ModelRequest:
+        conversation = self._conversation(final)
         tools = self.executor.tool_schemas()
         if not self.native or not tools:
             return ModelRequest(turn=turn, inputs=conversation)
-        choice = self.tool_choice if turn == 1 else self.next_tool_choice
+        if final:
+            choice: str | dict[str, Any] = 'none'
+        else:
+            choice = self.tool_choice if turn == 1 else self.next_tool_choice
         stream = self.stream_auto_tools or not isinstance(choice, str) or choice == 'none'
         return ModelRequest(turn=turn, inputs=conversation, tools=tools, tool_choice=choice, stream=stream)
 

@@ -169,6 +169,18 @@ class BaseLLM:
             return 'none'
         return 'native' if self.accepts_messages and self.native_tools else 'none'
 
+    @property
+    def template_roles(self) -> frozenset[str] | None:
+        """The message roles this engine's ``meta_template`` renders, or ``None``
+        when it has no meta_template (conversations then go to the engine as
+        messages, are rendered by a Jinja ``chat_template``, or are joined as text).
+
+        Agents whose protocol has roles of its own (InternLM2's ``environment``)
+        read this to know whether the engine renders their conversations.
+        """
+        template = self.template
+        return frozenset(template.roles) if isinstance(template, MetaTemplate) else None
+
     # ------------------------------------------------------------------ hooks
 
     def _stream(self, request: LLMRequest, params: GenerationParams) -> Iterator[Chunk]:

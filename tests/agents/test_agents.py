@@ -219,15 +219,36 @@ def test_tool_timeout_is_shown_to_the_model(dialect: Dialect) -> None:
     assert dialect.shows(agent.llm.requests[1], returned.errmsg)
 
 
-def test_max_turn_ends_the_run_with_a_status(dialect: Dialect) -> None:
+def test_max_turn_ends_the_run_with_a_status_and_a_reason(dialect: Dialect) -> None:
     replies = [dialect.call('add', '{"a": 1, "b": 1}') for _ in range(3)]
     agent = dialect.agent(replies, max_turn=2)
     _events, final = run(agent)
     assert final.status == AgentStatusCode.SESSION_OUT_OF_LIMIT
+    assert 'still called a tool in its last allowed reply' in final.errmsg
     assert len(agent.llm.requests) == 2 and len(agent.llm.remaining) == 1
     result = dialect.agent(replies, max_turn=2).chat('again')  # the same through chat
     assert result.status == AgentStatusCode.SESSION_OUT_OF_LIMIT and result.turns == 2
-    assert len(result.tool_results) == 2
+    assert len(result.tool_results) == 1  # the call in the last reply is not run
+    assert result.errmsg == final.errmsg
+
+
+def test_the_last_allowed_reply_is_asked_to_answer(dialect: Dialect) -> None:
+    agent = dialect.agent([dialect.call('add', '{"a": 2, "b": 3}'), dialect.answer('5')], max_turn=2)
+    result = agent.chat('What is 2 + 3?')
+    assert result.status == AgentStatusCode.END and result.answer == '5' and result.errmsg is None
+    first, last = (request_text(request) for request in agent.llm.requests)
+    assert agent.final_prompt in last and agent.final_prompt not in first
+    assert agent.final_prompt not in request_text([m.to_openai() for m in agent.memory.messages])  # not kept
+
+
+def test_an_empty_reply_is_not_an_answer(dialect: Dialect) -> None:
+    agent = dialect.agent(['', dialect.answer('5')], max_turn=4)
+    result = agent.chat('What is 2 + 3?')
+    assert result.status == AgentStatusCode.END and result.answer == '5' and result.turns == 2
+    assert agent.final_prompt in request_text(agent.llm.requests[1])  # the next reply is the last one
+    failed = dialect.agent(['', ''], max_turn=4).chat('What is 2 + 3?')
+    assert failed.status == AgentStatusCode.SESSION_OUT_OF_LIMIT and failed.turns == 2
+    assert 'empty reply' in failed.errmsg
 
 
 def test_llm_errors_are_raised(dialect: Dialect) -> None:
@@ -390,7 +411,7 @@ def test_react_sends_its_stop_word_and_tools() -> None:
     system = llm.requests[0][0]
     assert system['role'] == 'system' and 'add' in system['content'] and 'Action Input:' in system['content']
     agent = ReAct(llm, [add], stop_words=['END'])
-    assert agent._generation_kwargs()['stop_words'] == ('END', 'Observation:')
+    assert agent._settings({})['stop_words'] == ('END', 'Observation:')
 
 
 def test_react_action_without_a_name_is_shown_to_the_model() -> None:
@@ -416,7 +437,7 @@ def test_text_path_renders_tools_into_the_prompt() -> None:
     prompt = llm.requests[0]
     assert llm.tools_seen[0] is None
     assert '<tools>' in prompt and json.dumps(agent.executor.tool_schemas()[0]['function']) in prompt
-    assert agent._generation_kwargs()['stop_words'] == ('<|im_end|>', '<tool_response>')
+    assert agent._settings({})['stop_words'] == ('<|im_end|>', '<tool_response>')
 
 
 def test_native_needs_an_engine_that_sends_tools() -> None:
@@ -426,13 +447,22 @@ def test_native_needs_an_engine_that_sends_tools() -> None:
 
 
 def test_tool_choice_applies_to_the_first_reply_and_streams_only_when_safe() -> None:
-    agent = FunctionCallAgent(ScriptedLLM([]), [add], tool_choice='add', next_tool_choice='none')
-    first, later = agent._model_request(1), agent._model_request(2)
+    agent = FunctionCallAgent(ScriptedLLM([]), [add, boom], tool_choice='add', next_tool_choice='none')
+    first, later = agent._model_request(1, False), agent._model_request(2, False)
     assert first.tool_choice == {'type': 'function', 'function': {'name': 'add'}} and first.stream
     assert later.tool_choice == 'none' and later.stream
-    auto = FunctionCallAgent(ScriptedLLM([]), [add])._model_request(1)
+    auto = FunctionCallAgent(ScriptedLLM([]), [add, boom])._model_request(1, False)
     assert auto.tool_choice == 'auto' and not auto.stream
-    assert FunctionCallAgent(ScriptedLLM([]), [add], stream_auto_tools=True)._model_request(1).stream
+    assert FunctionCallAgent(ScriptedLLM([]), [add, boom], stream_auto_tools=True)._model_request(1, False).stream
+    last = FunctionCallAgent(ScriptedLLM([]), [add, boom], tool_choice='required')._model_request(1, True)
+    assert last.tool_choice == 'none' and last.stream  # the last allowed reply never calls a tool
+
+
+def test_the_only_tool_is_forced_in_the_first_reply_by_default() -> None:
+    agent = FunctionCallAgent(ScriptedLLM([]), [add])
+    assert agent._model_request(1, False).tool_choice == {'type': 'function', 'function': {'name': 'add'}}
+    assert agent._model_request(2, False).tool_choice == 'auto'
+    assert FunctionCallAgent(ScriptedLLM([]), [add], tool_choice='auto')._model_request(1, False).tool_choice == 'auto'
     with pytest.raises(ValueError, match='not a tool'):
         FunctionCallAgent(ScriptedLLM([]), [add], tool_choice={'type': 'function', 'function': {'name': 'x'}})
     with pytest.raises(ValueError, match='tool name'):
@@ -467,7 +497,7 @@ def test_internlm2_prompt_follows_the_protocol() -> None:
         '<|action_end|>\n<|im_end|>\n<|im_start|>environment name=<|plugin|>\n5<|im_end|>\n<|im_start|>assistant\n'
     )
     assert second.endswith(expected_call)
-    assert agent._generation_kwargs()['stop_words'] == ('<|action_end|>', '<|im_end|>')
+    assert agent._settings({})['stop_words'] == ('<|action_end|>', '<|im_end|>')
 
 
 def test_internlm2_uses_the_llm_template_when_it_has_one() -> None:
