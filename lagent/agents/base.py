@@ -13,15 +13,19 @@ Finishing policy — a run ends with an answer or with a stated reason:
 
 * A reply without a tool call is the answer (status ``END``).
 * The last allowed reply (reply ``max_turn``) is asked for without tools: the
-  request says to answer from what the conversation holds (native tool
-  calling also gets ``tool_choice='none'``), and a tool call in that reply is
-  not run.
-* An empty reply is not an answer: the next reply is asked for as the last one.
+  request ends with a message that repeats the run's tool results and asks for
+  the answer from them (native tool calling also gets ``tool_choice='none'``),
+  and a tool call in that reply is not run.
+* An empty reply is not an answer, and a call the run already made (same tool,
+  same arguments) brings nothing new: after either, the next reply is asked
+  for as the last one.
 * If the last reply still calls a tool or is empty, the run ends with status
   ``SESSION_OUT_OF_LIMIT`` and ``errmsg`` says which.
 
 Agents may add their own rules before these (e.g. ``FunctionCallAgent``'s
-first-reply tool choice).
+first-reply tool choice). Agents decode greedily (``temperature=0``) unless
+given a temperature: tool calls need exact names and arguments, and a run
+should be repeatable.
 
 Errors: a reply that cannot be parsed and a tool that fails are shown to the
 model as observations, never raised; errors of the LLM itself (a dead server,
@@ -72,7 +76,7 @@ UserMessage = Union[str, Message, Mapping[str, Any], Sequence[Union[Message, Map
 """What ``chat`` takes: the user's text or message, or a whole conversation
 ending with it (which then replaces the agent's memory)."""
 
-FINAL_PROMPT = 'Answer the user now from the conversation and the tool results above. Do not call a tool.'
+FINAL_PROMPT = 'Now give the final answer to the question, using the tool results.'
 """What the last allowed reply is asked for with (see the finishing policy)."""
 
 
@@ -160,7 +164,8 @@ class BaseAgent:
         tool_timeout: Seconds a tool call may take, when the executor is built here.
         action_executor: lagent 0.2's name for ``tools``.
         **gen_params: Generation settings for every request (``temperature``,
-            ``max_new_tokens``...); the agent adds its protocol's stop words.
+            ``max_new_tokens``...) over :attr:`default_gen_params` and the
+            LLM's own; the agent adds its protocol's stop words.
 
     Raises:
         TypeError: ``llm`` is not a :class:`~lagent.llms.BaseLLM`, or both
@@ -174,6 +179,8 @@ class BaseAgent:
     """Stop words of the protocol, added to the LLM's own."""
     final_prompt: str = FINAL_PROMPT
     """What the last allowed reply is asked for with."""
+    default_gen_params: ClassVar[dict[str, Any]] = {'temperature': 0}
+    """Generation settings of the agent's requests unless given (over the LLM's own)."""
 
     def __init__(
         self,
@@ -191,6 +198,7 @@ class BaseAgent:
             raise TypeError(f'llm must be a lagent.llms.BaseLLM, got {type(llm).__name__}')
         if max_turn < 1:
             raise ValueError(f'max_turn must be at least 1, got {max_turn}')
+        self._results: list[tuple[ToolRequest, str]] = []
         self.agent_returns = False
         """Whether :meth:`stream_chat` yields lagent 0.2 ``AgentReturn`` snapshots (and
         each :meth:`chat` starts afresh): set when built with lagent 0.2 keywords."""
@@ -204,7 +212,7 @@ class BaseAgent:
         self.system_prompt = self.default_system_prompt if system_prompt is None else system_prompt
         self.max_turn = max_turn
         self.memory = AgentMemory() if memory is None else memory
-        self.gen_params = dict(gen_params)
+        self.gen_params = {**self.default_gen_params, **gen_params}
         llm.params(**self.gen_params)  # fail now, naming the bad setting, not at the first chat
 
     def __repr__(self) -> str:
@@ -353,6 +361,8 @@ class BaseAgent:
         """The decision logic of a run (see the finishing policy), shared by the sync and async drivers."""
         answer_now = False
         last_text = ''
+        self._results = []
+        made: set[tuple[str, str]] = set()
         for turn in range(1, self.max_turn + 1):
             final = answer_now or turn == self.max_turn
             response = cast(Response, (yield self._model_request(turn, final)))
@@ -384,10 +394,14 @@ class BaseAgent:
                 if request.call is None:
                     result = _unparsed_call(request)
                 else:
+                    signature = _signature(request.call)
+                    answer_now = answer_now or signature in made
+                    made.add(signature)
                     status = AgentStatusCode.CODING if request.code else AgentStatusCode.PLUGIN_START
                     yield ToolCallStep(turn=turn, status=status, call=request.call)
                     result = cast(ActionReturn, (yield _RunTool(self._executor_for(request), request.call)))
                 observation = self._observation(result)
+                self._results.append((request, observation))
                 self.memory.add(self._result_message(request, result, observation))
                 yield ToolResultStep(
                     turn=turn,
@@ -418,8 +432,19 @@ class BaseAgent:
         return conversation
 
     def _final_message(self) -> Message:
-        """The message asking for the answer in the last allowed reply."""
-        return Message(role='user', content=self.final_prompt)
+        """The message asking for the answer in the last allowed reply: the run's
+        question and tool results again (some templates drop tool turns, and
+        small models answer best with both next to the request), then :attr:`final_prompt`."""
+        results = [
+            f'- {request.call.function.name}({request.call.function.arguments}): {observation}'
+            for request, observation in getattr(self, '_results', ())
+            if request.call is not None
+        ]
+        if not results:
+            return Message(role='user', content=self.final_prompt)
+        question = next((m.text for m in reversed(self.memory.messages) if m.role == 'user' and m.text), '')
+        asked = f'The question: {question}\n' if question else ''
+        return Message(role='user', content=f'{asked}Tool results:\n' + '\n'.join(results) + f'\n\n{self.final_prompt}')
 
     def _model_request(self, turn: int, final: bool) -> ModelRequest:
         """What to ask the model for reply ``turn`` of a run (``final``: the last allowed one)."""
@@ -534,6 +559,15 @@ def _user_message(message: str | Message | Mapping[str, Any]) -> Message:
     if isinstance(message, Mapping):
         return Message.model_validate(dict(message))
     raise TypeError(f'chat takes a str or a message, got {type(message).__name__}')
+
+
+def _signature(call: ToolCall) -> tuple[str, str]:
+    """What makes two calls the same: the tool and the arguments (as parsed, when they parse)."""
+    try:
+        arguments = json.dumps(call.function.parsed_arguments(), sort_keys=True)
+    except ValueError:
+        arguments = call.function.arguments
+    return call.function.name, arguments
 
 
 def _reply_status(parsed: ParsedReply) -> AgentStatusCode:

@@ -147,10 +147,11 @@ class FunctionCallAgent(BaseAgent):
         return [Message(role='system', content=content)]
 
     def _model_request(self, turn: int, final: bool) -> ModelRequest:
-        conversation = self._conversation(final)
         tools = self.executor.tool_schemas()
         if not self.native or not tools:
-            return ModelRequest(turn=turn, inputs=conversation)
+            return ModelRequest(turn=turn, inputs=self._conversation(final))
+        # natively, tool_choice 'none' is what keeps the last reply from calling a tool
+        conversation = self._conversation()
         if final:
             choice: str | dict[str, Any] = 'none'
         else:
