@@ -198,7 +198,8 @@ class BaseAgent:
             raise TypeError(f'llm must be a lagent.llms.BaseLLM, got {type(llm).__name__}')
         if max_turn < 1:
             raise ValueError(f'max_turn must be at least 1, got {max_turn}')
-        self._results: list[tuple[ToolRequest, str]] = []
+        self._results: list[tuple[ToolRequest, str]] = []  # of the run in progress
+        self._question = ''  # the user message of the run in progress
         self.agent_returns = False
         """Whether :meth:`stream_chat` yields lagent 0.2 ``AgentReturn`` snapshots (and
         each :meth:`chat` starts afresh): set when built with lagent 0.2 keywords."""
@@ -353,6 +354,7 @@ class BaseAgent:
             if self.agent_returns:
                 self.memory.reset()
             self.memory.add(_user_message(message))
+        self._question = self.memory.messages[-1].text
         return len(self.memory)
 
     # ------------------------------------------------------------------ the loop
@@ -442,7 +444,7 @@ class BaseAgent:
         ]
         if not results:
             return Message(role='user', content=self.final_prompt)
-        question = next((m.text for m in reversed(self.memory.messages) if m.role == 'user' and m.text), '')
+        question = getattr(self, '_question', '')
         asked = f'The question: {question}\n' if question else ''
         return Message(role='user', content=f'{asked}Tool results:\n' + '\n'.join(results) + f'\n\n{self.final_prompt}')
 

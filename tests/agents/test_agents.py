@@ -232,20 +232,40 @@ def test_max_turn_ends_the_run_with_a_status_and_a_reason(dialect: Dialect) -> N
     assert result.errmsg == final.errmsg
 
 
+def asked_to_answer(agent: BaseAgent, index: int) -> bool:
+    """Whether request ``index`` asked for the answer: natively by ``tool_choice='none'``,
+    else by the final prompt (after the question and the tool results)."""
+    if isinstance(agent, FunctionCallAgent) and agent.native:
+        return agent.llm.tool_choices_seen[index] == 'none'
+    return agent.final_prompt in request_text(agent.llm.requests[index])
+
+
 def test_the_last_allowed_reply_is_asked_to_answer(dialect: Dialect) -> None:
     agent = dialect.agent([dialect.call('add', '{"a": 2, "b": 3}'), dialect.answer('5')], max_turn=2)
     result = agent.chat('What is 2 + 3?')
     assert result.status == AgentStatusCode.END and result.answer == '5' and result.errmsg is None
-    first, last = (request_text(request) for request in agent.llm.requests)
-    assert agent.final_prompt in last and agent.final_prompt not in first
+    assert asked_to_answer(agent, 1) and not asked_to_answer(agent, 0)
     assert agent.final_prompt not in request_text([m.to_openai() for m in agent.memory.messages])  # not kept
+    if not (isinstance(agent, FunctionCallAgent) and agent.native):  # the question and results come again
+        assert 'The question: What is 2 + 3?\nTool results:\n- add({"a": 2, "b": 3}): 5' in request_text(
+            agent.llm.requests[1]
+        ).replace('\\n', '\n').replace('\\"', '"')
+
+
+def test_a_repeated_call_is_the_cue_to_answer(dialect: Dialect) -> None:
+    call = dialect.call('add', '{"a": 2, "b": 3}')
+    again = dialect.call('add', '{"b": 3, "a": 2}')  # the same arguments in another order
+    agent = dialect.agent([call, again, dialect.answer('5')], max_turn=5)
+    result = agent.chat('What is 2 + 3?')
+    assert result.answer == '5' and result.turns == 3 and len(result.tool_results) == 2
+    assert asked_to_answer(agent, 2) and not asked_to_answer(agent, 1)
 
 
 def test_an_empty_reply_is_not_an_answer(dialect: Dialect) -> None:
     agent = dialect.agent(['', dialect.answer('5')], max_turn=4)
     result = agent.chat('What is 2 + 3?')
     assert result.status == AgentStatusCode.END and result.answer == '5' and result.turns == 2
-    assert agent.final_prompt in request_text(agent.llm.requests[1])  # the next reply is the last one
+    assert asked_to_answer(agent, 1)  # the next reply is the last one
     failed = dialect.agent(['', ''], max_turn=4).chat('What is 2 + 3?')
     assert failed.status == AgentStatusCode.SESSION_OUT_OF_LIMIT and failed.turns == 2
     assert 'empty reply' in failed.errmsg
