@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from enum import Enum, IntEnum
-from typing import Any, Literal, Union
+from typing import Any, ClassVar, Literal, Union
 
 from pydantic import (
     BaseModel,
@@ -281,6 +281,9 @@ class GenerationParams(BaseModel):
     """
 
     model_config = ConfigDict(extra='forbid', frozen=True)
+
+    translated_keywords: ClassVar[frozenset[str]] = frozenset({'do_sample'})
+    """lagent keywords :meth:`create` turns into fields (``do_sample=False``: ``temperature=0``)."""
 
     max_new_tokens: int = Field(512, ge=1)
     """Most tokens to generate."""

@@ -15,10 +15,13 @@ Two paths, chosen from the LLM's declared capabilities:
 Which tool choice each reply gets (native path), on top of the finishing
 policy of :mod:`lagent.agents.base`:
 
-* the first reply: ``tool_choice``; by default the only tool is forced when
-  there is exactly one (a small model rarely decides to call a tool on its
-  own), else ``'auto'``;
-* later replies: ``next_tool_choice`` (default ``'auto'``);
+* the first reply: ``tool_choice``;
+* later replies: ``next_tool_choice``;
+* by default, an agent with exactly one tool calls it in its first reply and
+  answers from the result in the next (``tool_choice`` = that tool,
+  ``next_tool_choice='none'``): a small model rarely decides to call a tool
+  on its own, and once it has a result it tends to call again instead of
+  answering. With several tools both default to ``'auto'``;
 * the last allowed reply: ``'none'``, with the request to answer.
 
 Streaming on the native path: a reply in which the model may choose a tool
@@ -78,9 +81,9 @@ class FunctionCallAgent(BaseAgent):
             ``'none'``, ``'required'``, a tool's name, or an OpenAI
             ``{"type": "function", "function": {"name": ...}}``; ``None``
             forces the only tool when there is exactly one, else ``'auto'``.
-        next_tool_choice: For the later replies of each run. The default
-            ``'auto'`` lets a forced first call be followed by an answer or
-            more calls; ``'none'`` makes the model answer after the first call.
+        next_tool_choice: For the later replies of each run: ``'auto'`` lets
+            the model call more tools or answer, ``'none'`` makes it answer;
+            ``None``: ``'none'`` when there is exactly one tool, else ``'auto'``.
         stream_auto_tools: Stream native replies in which the model may choose
             a tool (see the module docstring).
         action_executor: lagent 0.2's name for ``tools``.
@@ -104,7 +107,7 @@ class FunctionCallAgent(BaseAgent):
         tool_timeout: float | None = 30.0,
         native: bool | None = None,
         tool_choice: str | Mapping[str, Any] | None = None,
-        next_tool_choice: str | Mapping[str, Any] = 'auto',
+        next_tool_choice: str | Mapping[str, Any] | None = None,
         stream_auto_tools: bool = False,
         action_executor: ActionExecutor | None = None,
         **gen_params: Any,
@@ -127,8 +130,11 @@ class FunctionCallAgent(BaseAgent):
             )
         self.native = can_go_native if native is None else native
         """Whether tool calls go through the engine's native function calling."""
+        only_tool = self.executor.names[0] if len(self.executor.names) == 1 else None
         if tool_choice is None:
-            tool_choice = self.executor.names[0] if len(self.executor.names) == 1 else 'auto'
+            tool_choice = only_tool or 'auto'
+        if next_tool_choice is None:
+            next_tool_choice = 'none' if only_tool else 'auto'
         self.tool_choice = _normalize_tool_choice(tool_choice, self.executor.names)
         """The tool choice of the first reply of each run."""
         self.next_tool_choice = _normalize_tool_choice(next_tool_choice, self.executor.names)

@@ -134,7 +134,8 @@ class BaseLLM:
             self.template = ChatTemplate(chat_template)
         elif chat_template is not None:
             self.template = chat_template
-        unknown = [name for name in gen_params if name not in GenerationParams.model_fields]
+        known = {*GenerationParams.model_fields, *GenerationParams.translated_keywords}
+        unknown = [name for name in gen_params if name not in known]
         if unknown:
             from lagent.llms.config import explain_unknown_keywords  # only on this error path: it imports engines
 

@@ -84,10 +84,14 @@ class HFTransformer(BaseLLM):
         options: dict[str, Any] = dict(trust_remote_code=trust_remote_code)
         if gguf_file is not None:
             options['gguf_file'] = gguf_file
-        tokenizer_source = os.fspath(tokenizer_path) if tokenizer_path is not None else source
-        tokenizer = transformers.AutoTokenizer.from_pretrained(
-            tokenizer_source, **{**options, **(tokenizer_kwargs or {})}
-        )
+        tokenizer_source, tokenizer_options = source, dict(options)
+        if tokenizer_path is not None:
+            tokenizer_source, tokenizer_gguf = _split_gguf(Path(tokenizer_path), None)
+            tokenizer_options.pop('gguf_file', None)
+            if tokenizer_gguf is not None:
+                tokenizer_options['gguf_file'] = tokenizer_gguf
+        tokenizer_options.update(tokenizer_kwargs or {})
+        tokenizer = transformers.AutoTokenizer.from_pretrained(tokenizer_source, **tokenizer_options)
         loading = {'dtype': torch_dtype, **options, **(model_kwargs or {})}
         model = transformers.AutoModelForCausalLM.from_pretrained(source, **loading)
         self._attach(torch, transformers, model, tokenizer, device)

@@ -478,10 +478,10 @@ def test_tool_choice_applies_to_the_first_reply_and_streams_only_when_safe() -> 
     assert last.tool_choice == 'none' and last.stream  # the last allowed reply never calls a tool
 
 
-def test_the_only_tool_is_forced_in_the_first_reply_by_default() -> None:
+def test_with_one_tool_the_default_is_call_it_then_answer() -> None:
     agent = FunctionCallAgent(ScriptedLLM([]), [add])
     assert agent._model_request(1, False).tool_choice == {'type': 'function', 'function': {'name': 'add'}}
-    assert agent._model_request(2, False).tool_choice == 'auto'
+    assert agent._model_request(2, False).tool_choice == 'none'
     assert FunctionCallAgent(ScriptedLLM([]), [add], tool_choice='auto')._model_request(1, False).tool_choice == 'auto'
     with pytest.raises(ValueError, match='not a tool'):
         FunctionCallAgent(ScriptedLLM([]), [add], tool_choice={'type': 'function', 'function': {'name': 'x'}})
