@@ -166,7 +166,7 @@ def web_services() -> Iterator[WebServices]:
             if path == '/api/query':
                 self._send(200, ATOM.encode(), 'application/atom+xml; charset=utf-8')
             elif path in ('/serper/search', '/serper/news'):
-                if self.headers.get('X-API-KEY') != 'serper-key-123':
+                if self.headers.get('X-API-KEY') not in ('serper-key-123', 'Your SERPER_API_KEY'):
                     self._json(403, {'message': 'Unauthorized.'})
                 else:
                     self._json(200, SERPER if path.endswith('search') else {'news': SERPER['organic']})

@@ -18,7 +18,11 @@ def test_positional_session_id_and_stream_flag() -> None:
     llm = ScriptedLLM(['one', 'two', 'three', 'four'], chunk_size=2)
     assert llm.generate('hello', 2967) == 'one'
     steps = list(llm.stream_chat(HELLO, 2967, stream=True, sequence_start=True, sequence_end=True))
-    assert [status for status, _, _ in steps] == [ModelStatusCode.STREAM_ING, ModelStatusCode.STREAM_ING, ModelStatusCode.END]
+    assert [status for status, _, _ in steps] == [
+        ModelStatusCode.STREAM_ING,
+        ModelStatusCode.STREAM_ING,
+        ModelStatusCode.END,
+    ]
     assert steps[-1][1] == 'two'
     [(status, text, response)] = list(llm.stream_chat(HELLO, stream=False))
     assert status == ModelStatusCode.END and text == 'three' and response.text == 'three'
@@ -77,12 +81,16 @@ def test_original_module_paths_and_names() -> None:
     assert META is INTERNLM2_META and OPENAI_API_BASE.endswith('/chat/completions')
     assert LMTemplateParser(META)(HELLO) == ScriptedLLM([], meta_template=META).template_parser(HELLO)
     api_meta = [dict(role='user', api_role='user'), dict(role='environment', api_role='system')]
-    assert APITemplateParser(api_meta)([{'role': 'environment', 'content': 'x'}]) == [{'role': 'system', 'content': 'x'}]
+    assert APITemplateParser(api_meta)([{'role': 'environment', 'content': 'x'}]) == [
+        {'role': 'system', 'content': 'x'}
+    ]
 
 
 def test_gptapi_takes_the_original_keywords(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv('OPENAI_API_KEY', 'sk-from-env-123')
-    llm = GPTAPI(model_type='gpt-3.5-turbo', key=['sk-listed-456'], openai_api_base='http://127.0.0.1:9/v1/chat/completions')
+    llm = GPTAPI(
+        model_type='gpt-3.5-turbo', key=['sk-listed-456'], openai_api_base='http://127.0.0.1:9/v1/chat/completions'
+    )
     assert llm.url == 'http://127.0.0.1:9/v1' and 'sk-listed-456' not in repr(llm)
     assert GPTAPI(model_type='m', query_per_second=2).url == 'https://api.openai.com/v1'
     with pytest.raises(ValueError, match='one API key'):
