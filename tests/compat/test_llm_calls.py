@@ -8,7 +8,7 @@ import warnings
 
 import pytest
 
-from lagent.llms import INTERNLM2_META, GPTAPI, ScriptedLLM
+from lagent.llms import GPTAPI, INTERNLM2_META, ScriptedLLM
 from lagent.schema import ModelStatusCode
 
 HELLO = [{'role': 'user', 'content': 'hi'}]
@@ -73,8 +73,8 @@ def test_original_module_paths_and_names() -> None:
     from lagent.llms.base_llm import LMTemplateParser
     from lagent.llms.lmdepoly_wrapper import LMDeployClient, LMDeployPipeline, LMDeployServer, TritonClient  # noqa: F401
     from lagent.llms.meta_template import INTERNLM2_META as META
-    from lagent.llms.openai import OPENAI_API_BASE
     from lagent.llms.openai import GPTAPI as OldGPTAPI
+    from lagent.llms.openai import OPENAI_API_BASE
 
     assert BaseModel is BaseLLM and BaseAPIModel is BaseLLM and OldGPTAPI is GPTAPI
     assert HFTransformerCasualLM is HFTransformer and HFTransformerChat is HFTransformer
