@@ -17,6 +17,7 @@ from lagent.actions.calculator import Calculator, CalculatorError
 from lagent.actions.executor import ActionExecutor, ActionLike
 from lagent.actions.google_scholar_search import GoogleScholar
 from lagent.actions.google_search import GoogleSearch
+from lagent.actions.ipython_interactive import IPythonInteractive, IPythonInteractiveManager
 from lagent.actions.ipython_interpreter import IPythonInterpreter
 from lagent.actions.parser import BaseParser, JsonParser, ParseError, TupleParser
 from lagent.actions.python_interpreter import PythonInterpreter
@@ -36,6 +37,8 @@ __all__ = [
     'FinishAction',
     'GoogleScholar',
     'GoogleSearch',
+    'IPythonInteractive',
+    'IPythonInteractiveManager',
     'IPythonInterpreter',
     'InvalidAction',
     'JsonParser',

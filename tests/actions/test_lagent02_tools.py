@@ -277,3 +277,62 @@ def test_agent_return_and_status_codes_of_the_original() -> None:
     assert returned.state == AgentStatusCode.END and returned.actions == [] and returned.inner_steps == []
     assert AgentStatusCode.ANSWER_ING == 9
     assert dataclass2dict(AgentReturn(state=AgentStatusCode.PLUGIN_START))['state'] == 3
+
+
+# ---------------------------------------------------------------------- interactive Python, version, rate limit
+
+
+def test_ipython_interactive_keeps_variables_and_reports_like_02() -> None:
+    from lagent.actions import IPythonInteractive
+    from lagent.actions.ipython_interactive import ExecutionResult, Status
+
+    with IPythonInteractive(timeout=10, max_out_len=100) as shell:
+        assert shell.run('```python\nx = 20\n```').state == ActionStatusCode.SUCCESS
+        assert shell('{"command": "print(x + 22)"}').format_result() == '42'
+        assert shell.exec('x * 2') == ExecutionResult(Status.SUCCESS, value='40')
+        failed = shell.exec('1 / 0')
+        assert failed.status is Status.FAILURE and 'ZeroDivisionError' in failed.msg
+        assert [tool.name for tool in shell.tools] == ['IPythonInteractive']
+
+
+def test_ipython_manager_runs_batches_in_separate_sessions() -> None:
+    from lagent.actions import IPythonInteractiveManager
+    from lagent.actions.ipython_interactive import BatchIPythonInterpreter
+
+    with IPythonInteractiveManager(timeout=10) as manager:
+        results = manager(['a = 1', 'a = 2', 'print(a)', 'print(a)'], [0, 1, 0, 1])
+        assert [r.state for r in results] == [ActionStatusCode.SUCCESS] * 4
+        assert [results[2].format_result(), results[3].format_result()] == ['1', '2']
+        assert manager('{"command": "print(a)", "session_id": 1}').format_result() == '2'
+        with pytest.raises(ValueError, match='2 commands but 1 session ids'):
+            manager(['1', '2'], [0])
+    assert issubclass(BatchIPythonInterpreter, IPythonInteractiveManager)
+
+
+def test_extract_code_and_escape_ansi() -> None:
+    from lagent.actions.ipython_interactive import escape_ansi, extract_code
+
+    assert extract_code('Run this:\n```python\nprint(1)\n```\nthanks') == 'print(1)\n'
+    assert extract_code('just `x + 1` please') == 'x + 1'
+    assert extract_code('{"code": "y = 2"}') == 'y = 2'
+    assert extract_code('plain') == 'plain'
+    assert escape_ansi('\x1b[31mred\x1b[0m and \x1b[2Kcleared') == 'red and cleared'
+
+
+def test_version_info_and_token_bucket() -> None:
+    import time
+
+    import lagent
+    from lagent.llms.base_api import TokenBucket
+    from lagent.version import parse_version_info
+
+    assert lagent.version_info == tuple(int(part) for part in lagent.__version__.split('.'))
+    assert parse_version_info('2.0.0rc1') == (2, 0, 0, 0, 'rc', 1)
+    assert parse_version_info('0.2.4', length=3) == (0, 2, 4, 0, 0)
+    bucket = TokenBucket(rate=50)
+    started = time.monotonic()
+    for _ in range(75):  # a burst of 50, then 25 more at 50 per second
+        bucket.get_token()
+    assert 0.4 <= time.monotonic() - started < 3
+    with pytest.raises(ValueError, match='positive'):
+        TokenBucket(0)
