@@ -1,7 +1,7 @@
 """Tools a model can call: ``@tool`` functions, ``BaseAction`` classes, the
 ``ActionExecutor`` that runs them, and built-in tools (a calculator, Python
-interpreters, and web tools that need the internet: arXiv, Google, Google
-Scholar, Bing Maps and a web browser).
+interpreters, slide decks, and web tools that need the internet: arXiv,
+Google, Google Scholar, Bing Maps and a web browser).
 
 Every outcome of a tool call, failures included, is an
 :class:`~lagent.schema.ActionReturn`: an agent never crashes on a bad call.
@@ -20,10 +20,12 @@ from lagent.actions.google_search import GoogleSearch
 from lagent.actions.ipython_interactive import IPythonInteractive, IPythonInteractiveManager
 from lagent.actions.ipython_interpreter import IPythonInterpreter
 from lagent.actions.parser import BaseParser, JsonParser, ParseError, TupleParser
+from lagent.actions.ppt import PPT
 from lagent.actions.python_interpreter import PythonInterpreter
 from lagent.actions.tool import Tool, ToolArgumentsError, tool, tool_api
 
 __all__ = [
+    'PPT',
     'TOOL_REGISTRY',
     'ActionExecutor',
     'ActionLike',

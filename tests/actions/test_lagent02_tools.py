@@ -336,3 +336,34 @@ def test_version_info_and_token_bucket() -> None:
     assert 0.4 <= time.monotonic() - started < 3
     with pytest.raises(ValueError, match='positive'):
         TokenBucket(0)
+
+
+def test_ppt_builds_a_deck_that_python_pptx_reads_back(tmp_path) -> None:
+    from PIL import Image
+    from pptx import Presentation
+
+    from lagent.actions import PPT
+
+    image = tmp_path / 'dot.png'
+    Image.new('RGB', (40, 30), 'red').save(image)
+    deck = tmp_path / 'out' / 'deck.pptx'
+    with ActionExecutor([PPT()]) as executor:
+        steps = [
+            ('PPT.create_file', {'theme': 'Default', 'abs_location': str(deck)}),
+            ('PPT.add_first_page', {'title': 'Results', 'subtitle': 'Q3'}),
+            ('PPT.add_text_page', {'title': 'Findings', 'bullet_items': 'first[SPAN]second[SPAN]third'}),
+            ('PPT.add_text_image_page', {'title': 'Chart', 'bullet_items': 'up', 'image': str(image)}),
+            ('PPT.submit_file', {}),
+        ]
+        for name, arguments in steps:
+            returned = executor(name, json.dumps(arguments))
+            assert returned.state == ActionStatusCode.SUCCESS, (name, returned.errmsg)
+        assert returned.format_result() == json.dumps(
+            {'status': f'submitted. view ppt at {deck}'}, separators=(',', ':')
+        )
+        unknown = executor('PPT.create_file', json.dumps({'theme': 'Neon', 'abs_location': str(deck)}))
+        assert unknown.state == ActionStatusCode.API_ERROR and "unknown theme 'Neon'" in unknown.errmsg
+    slides = Presentation(str(deck)).slides
+    texts = [[shape.text_frame.text for shape in slide.shapes if shape.has_text_frame] for slide in slides]
+    assert texts == [['Results', 'Q3'], ['Findings', 'first\nsecond\nthird'], ['Chart', 'up']]
+    assert any(shape.shape_type == 13 for shape in slides[2].shapes)  # a picture
