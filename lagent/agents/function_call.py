@@ -22,7 +22,10 @@ policy of :mod:`lagent.agents.base`:
   ``next_tool_choice='none'``): a small model rarely decides to call a tool
   on its own, and once it has a result it tends to call again instead of
   answering. With several tools both default to ``'auto'``;
-* the last allowed reply: ``'none'``, with the request to answer.
+* the last allowed reply: ``'none'``.
+
+Every native reply asked for with ``'none'`` also gets the request to answer,
+with the question and the run's tool results again (see the finishing policy).
 
 Streaming on the native path: a reply in which the model may choose a tool
 (``tool_choice`` ``'auto'`` or ``'required'``) is requested whole by default,
@@ -156,12 +159,12 @@ class FunctionCallAgent(BaseAgent):
         tools = self.executor.tool_schemas()
         if not self.native or not tools:
             return ModelRequest(turn=turn, inputs=self._conversation(final))
-        # natively, tool_choice 'none' is what keeps the last reply from calling a tool
-        conversation = self._conversation()
         if final:
             choice: str | dict[str, Any] = 'none'
         else:
             choice = self.tool_choice if turn == 1 else self.next_tool_choice
+        # a reply without tools is asked for the answer, with the question and the results again
+        conversation = self._conversation(choice == 'none')
         stream = self.stream_auto_tools or not isinstance(choice, str) or choice == 'none'
         return ModelRequest(turn=turn, inputs=conversation, tools=tools, tool_choice=choice, stream=stream)
 
