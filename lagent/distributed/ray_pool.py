@@ -88,12 +88,13 @@ class RayPool:
         except BaseException:
             self._shutdown()
             raise
-        self._actors: list[Any] = []
+        self._actors: dict[Any, Any] = {}  # actor -> the future of its start
 
     def spawn(self, slot: int) -> tuple[Any, Any]:
         actor = self._actor_class.remote(self._config, slot)
-        self._actors.append(actor)
-        return actor, actor.start.remote()
+        started = actor.start.remote()
+        self._actors[actor] = started
+        return actor, started
 
     def submit(self, worker: Any, task: Task) -> Any:
         return worker.run.remote(task)
@@ -121,14 +122,15 @@ class RayPool:
     def discard(self, worker: Any) -> None:
         with contextlib.suppress(Exception):
             self._ray.kill(worker, no_restart=True)
-        with contextlib.suppress(ValueError):
-            self._actors.remove(worker)
+        self._actors.pop(worker, None)
 
     def close(self, *, wait: bool) -> None:
         ray = self._ray
         try:
-            if wait and self._actors:
-                closing = [actor.close.remote() for actor in self._actors]
+            if wait and self._actors:  # close the workers that started (one never placed has nothing to close)
+                starts = list(self._actors.values())
+                started, _ = ray.wait(starts, num_returns=len(starts), timeout=0)
+                closing = [actor.close.remote() for actor, start in self._actors.items() if start in started]
                 ray.wait(closing, num_returns=len(closing), timeout=_CLOSE_TIMEOUT_S)
             for actor in self._actors:
                 with contextlib.suppress(Exception):
