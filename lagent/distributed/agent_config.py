@@ -11,14 +11,12 @@ from typing import Any, Union
 from lagent.agents.base import BaseAgent
 from lagent.llms.base import BaseLLM
 from lagent.llms.config import build_llm, check_config_keys, resolve_engine
+from lagent.llms.registry import find_engine
 
 __all__ = ['AgentConfig', 'gpus_needed']
 
 LLMSpec = Union[Mapping[str, Any], Callable[[], BaseLLM]]
 """An engine config for :func:`lagent.llms.build_llm`, or a function that returns an engine."""
-
-_GPU_ENGINES = ('LMDeployPipeline', 'LMDeployServer')
-"""Engines that run a model on GPUs: ``tp`` of them."""
 
 
 @dataclass
@@ -106,15 +104,16 @@ def resolve_agent(agent: str | type[BaseAgent]) -> type[BaseAgent]:
 
 
 def gpus_needed(llm: LLMSpec) -> float:
-    """How many GPUs an engine config asks for: ``tp`` for the lmdeploy engines,
-    1 for ``HFTransformer`` on a ``cuda`` device, 0 otherwise (and for a
+    """How many GPUs an engine config asks for: ``tp`` (default 1) for engines that
+    run only with CUDA (the lmdeploy pipeline and server), 1 for ``HFTransformer``
+    on a ``cuda`` device, 0 otherwise (and for a
     function, whose needs cannot be seen: declare them yourself)."""
     if not isinstance(llm, Mapping):
         return 0
     engine = resolve_engine(llm['type'])
-    names = {cls.__name__ for cls in engine.__mro__}
-    if names.intersection(_GPU_ENGINES):
+    specs = [find_engine(cls.__name__) for cls in engine.__mro__]
+    if any(spec is not None and spec.needs_cuda for spec in specs):
         return int(llm.get('tp', 1))
-    if 'HFTransformer' in names and str(llm.get('device', '')).startswith('cuda'):
+    if any(cls.__name__ == 'HFTransformer' for cls in engine.__mro__) and str(llm.get('device', '')).startswith('cuda'):
         return 1
     return 0
