@@ -115,7 +115,7 @@ def main() -> None:
             loop_rate = rows[0][2]
             print(f'\nreply delay {delay_ms:g} ms')
             print(f'{"":<20}{"tasks/s":>10}{"steady":>10}{"x loop":>9}{"overhead/task":>16}')
-            for (label, whole, steady), (_, _, workers) in zip(rows, plans):
+            for (label, whole, steady), (_, _, workers) in zip(rows, plans, strict=True):
                 overhead_ms = (workers / steady - 1 / loop_rate) * 1000  # worker time per task, beyond the loop's
                 print(f'{label:<20}{whole:>10.1f}{steady:>10.1f}{steady / loop_rate:>9.2f}{overhead_ms:>13.2f} ms')
 
