@@ -43,6 +43,7 @@ proportion to ``weights`` (smooth weighted round robin)."""
 EngineLike = Union[BaseLLM, Mapping[str, Any]]
 HealthCheck = Callable[[BaseLLM], object]
 _TEMPLATE_KEYWORDS = ('meta_template', 'chat_template')
+_HEALTH_JOIN_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -270,7 +271,7 @@ class Router(BaseLLM):
                 time.sleep(backend)
                 continue
             args, kwargs = attempt.call_for(backend)
-            began = attempt.begin(backend)
+            began = time.monotonic()
             source: Iterator[Chunk] | None = None
             held: list[Chunk] = []
             try:
@@ -313,7 +314,7 @@ class Router(BaseLLM):
                 await asyncio.sleep(backend)
                 continue
             args, kwargs = attempt.call_for(backend)
-            began = attempt.begin(backend)
+            began = time.monotonic()
             source: AsyncIterator[Chunk] | None = None
             held: list[Chunk] = []
             try:
@@ -415,7 +416,7 @@ class Router(BaseLLM):
             if error is None:
                 return
             backend.errors += 1
-            backend.failovers += failover
+            backend.failovers += int(failover)
             backend.last_error = f'{type(error).__name__}: {error}'
             if not breaker:
                 return
@@ -458,7 +459,7 @@ class Router(BaseLLM):
         self._health_stop.set()
         thread, self._health_thread = self._health_thread, None
         if thread is not None and thread is not threading.current_thread():
-            thread.join()
+            thread.join(_HEALTH_JOIN_S)  # a check that hangs is left behind (a daemon thread), never waited for
 
 
 class _Failover:
@@ -510,9 +511,6 @@ class _Failover:
             'tools': self.request.tools,
             'tool_choice': self.request.tool_choice,
         }
-
-    def begin(self, backend: _Backend) -> float:
-        return time.monotonic()
 
     def failed_before_first_token(self, backend: _Backend, exc: Exception, began: float) -> None:
         """Fail over for errors a backend fault explains; raise the others (e.g. a refused request)."""
