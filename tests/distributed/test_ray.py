@@ -128,3 +128,10 @@ def test_gpu_needs_are_ray_resources(driver: Any, tmp_path: Path) -> None:
     lmdeploy_on_two_gpus = AgentConfig(llm={'type': 'LMDeployPipeline', 'path': 'some/model', 'tp': 2})
     with pytest.raises(ValueError, match=r'\(CPU=1, GPU=2\)'):  # declared from the engine config, before any build
         run_batch(lmdeploy_on_two_gpus, tasks(1), tmp_path / 'c.jsonl', ray=True)
+
+
+def test_a_worker_that_cannot_build_its_engine_stops_the_batch_with_that_error(driver: Any, tmp_path: Path) -> None:
+    config = AgentConfig(llm={'type': 'LlamaCpp', 'path': str(tmp_path / 'missing.gguf')})
+    with pytest.raises(FileNotFoundError, match='no GGUF file at'):
+        run_batch(config, tasks(3), tmp_path / 'out.jsonl', workers=2, ray=True)
+    assert (tmp_path / 'out.jsonl').read_text() == ''
