@@ -173,7 +173,10 @@ class Router(BaseLLM):
         health_check_interval: float = 5.0,
         **gen_params: Any,
     ):
-        given_templates = [name for name in _TEMPLATE_KEYWORDS if gen_params.get(name) is not None]
+        for name in _TEMPLATE_KEYWORDS:
+            if name in gen_params and gen_params[name] is None:
+                del gen_params[name]  # "no template" is what a router has anyway
+        given_templates = [name for name in _TEMPLATE_KEYWORDS if name in gen_params]
         if given_templates:
             raise ValueError(
                 f'a Router renders no prompts, so it takes no {given_templates[0]}: give templates to its engines'

@@ -319,6 +319,7 @@ def test_each_backend_renders_the_conversation_with_its_own_template() -> None:
     assert plain.requests == [HELLO, 'another']  # a raw prompt stays raw: no template anywhere
     with pytest.raises(ValueError, match='takes no meta_template: give templates to its engines'):
         Router([plain], meta_template=CHATML)
+    assert Router([plain], meta_template=None, chat_template=None).template is None
 
 
 def test_tools_travel_to_native_backends() -> None:
