@@ -89,7 +89,7 @@ def main() -> None:
             import ray
 
             cluster = stack.enter_context(ray_cluster([(1, 0), (1, 0)]))
-            ray.init(address=cluster.address, logging_level='WARNING')
+            ray.init(address=cluster.address, logging_level='WARNING', log_to_driver=False)
             stack.callback(ray.shutdown)
             address = cluster.address
         print(
