@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import os
+import secrets
 import selectors
 import shutil
 import signal
@@ -231,10 +232,11 @@ class SandboxSession:
         limits = self.limits
         if wall_seconds is not None:
             limits = replace(limits, wall_seconds=wall_seconds)
-        captures = _Captures(limits, isolation=self.isolation)
+        cell = secrets.token_hex(8)  # a stale or forged outcome of another cell is not taken for this one's
+        captures = _Captures(limits, isolation=self.isolation, cell=cell)
         deadline = time.monotonic() + limits.wall_seconds
         try:
-            self._child.send({'code': code})
+            self._child.send({'code': code, 'cell': cell})
             answered = self._child.read(captures, deadline, until='ok')
         except OSError:
             answered = False
@@ -282,10 +284,11 @@ class _Captures:
     Of each kind of message the first is kept where only the sandbox's own
     processes send it before any code runs (``isolation``, ``ready``), the last
     where it ends a cell or a run (``ok``, ``timed_out``): code that writes to
-    the result pipe can only add messages in between.
+    the result pipe can only add messages in between. A session's cell outcome
+    counts only with the cell's id.
     """
 
-    def __init__(self, limits: SandboxLimits, isolation: tuple[str, ...] | None = None):
+    def __init__(self, limits: SandboxLimits, isolation: tuple[str, ...] | None = None, cell: str | None = None):
         byte_limit = limits.max_output_chars * 4  # UTF-8: at most 4 bytes a character
         self.stdout = _Capture(byte_limit)
         self.stderr = _Capture(byte_limit)
@@ -293,6 +296,7 @@ class _Captures:
         self.ready: int | None = None
         self.outcome: dict[str, Any] = {}
         self.report: dict[str, Any] = {}
+        self._cell = cell
         self._partial = bytearray()
 
     def feed_results(self, chunk: bytes) -> set[str]:
@@ -314,6 +318,8 @@ class _Captures:
             elif 'ready' in message and self.ready is None:
                 self.ready = message['ready']
             elif 'ok' in message:
+                if message.get('cell') != self._cell:
+                    continue
                 self.outcome = message
             elif 'timed_out' in message:
                 self.report = message

@@ -5,7 +5,8 @@ from lagent. The parent writes one JSON line on stdin: the configuration
 (``mode``, ``namespaces``, ``limits``, ``result_fd``, ``ids``, ``unique_uid``,
 ``keep_root``, ``network``, ``scratch``, ``answer``, and for ``mode == 'cell'``
 the ``code``). In a
-session every further stdin line is ``{"code": ...}``.
+session every further stdin line is ``{"code": ..., "cell": id}``, the id
+being echoed in the cell's outcome.
 
 The process tree, with the kernel's isolation::
 
@@ -39,7 +40,7 @@ Messages on ``result_fd`` are JSON objects, one per line:
 * ``{"isolation": [...], "missing": {feature: reason}}`` from init before the
   worker starts;
 * the worker's ``{"ready": pid}`` (sessions), then one
-  ``{"ok", "value", "error"}`` per cell;
+  ``{"ok", "value", "error"}`` per cell (with ``"cell"`` in sessions);
 * init's ``{"timed_out", "exit_code", "signal"}`` when the worker has ended
   and every other process of the run is gone.
 """
@@ -401,6 +402,7 @@ def worker(config, workdir, cleanup, tasks, supervisor):
         filename = '<cell %d>' % cells
         outcome = run_cell(request['code'], namespace, limits['max_value_chars'], filename, config['answer'])
         kill_leftovers(cleanup)
+        outcome['cell'] = request['cell']
         send(result_fd, outcome)
     os._exit(0)
 
