@@ -642,3 +642,73 @@ def test_terminal_escapes_are_made_visible(sandbox: Sandbox, code: str, shown: s
 def test_terminal_escapes_in_errors_are_made_visible(sandbox: Sandbox):
     errmsg = failed(sandbox.run('raise ValueError("\\x1b[2J\\x1b[Hcleared")'))
     assert errmsg.endswith('ValueError: \\x1b[2J\\x1b[Hcleared') and '\x1b' not in errmsg
+
+
+# --------------------------------------------------------------------------- as an unprivileged user
+
+AS_A_USER = textwrap.dedent(
+    """
+    import json, sys
+    from lagent.actions import ActionExecutor, IPythonInterpreter, PythonInterpreter
+
+    marker = sys.argv[1]
+    found = {}
+    with ActionExecutor([PythonInterpreter(timeout=5), IPythonInterpreter(timeout=5)]) as executor:
+        first = executor.get('IPythonInterpreter').function.__self__
+        executor.execute('IPythonInterpreter', {'command': 'kept = 1'})
+        found['isolation'] = list(first.isolation)
+        code = (
+            'import os, subprocess, time\\n'
+            f'subprocess.Popen(["sleep", "{marker}"], start_new_session=True)\\n'
+            'os.kill(os.getppid(), 9)\\n'
+            'try:\\n    os.kill(-1, 9)\\nexcept OSError:\\n    pass\\n'
+            'time.sleep(0.2)\\n'
+            'alive = [p for p in os.listdir("/proc") if p.isdigit() and open(f"/proc/{p}/stat").read().split(") ")[1][0] != "Z"]\\n'
+            'sorted(alive), os.getuid()'
+        )
+        found['attack'] = executor.execute('PythonInterpreter', {'command': code}).format_result()
+        found['writes'] = executor.execute('PythonInterpreter', {'command': 'open("/var/tmp/x", "w")'}).errmsg
+        found['bystander'] = executor.execute('IPythonInterpreter', {'command': 'kept'}).format_result()
+    print(json.dumps(found))
+    """
+)
+
+
+@pytest.mark.skipif(not ROOT, reason='becomes an unprivileged user to test the user-namespace sandbox')
+def test_an_unprivileged_parent_gets_user_namespaces():
+    import pwd
+    import site
+
+    from lagent.actions._sandbox_users import choose_identity
+
+    nobody = pwd.getpwnam('nobody')
+    python, run_as = choose_identity('nobody', sys.executable)
+    repository = Path(__file__).resolve().parents[2]
+    env = {
+        'PATH': '/usr/bin:/bin',
+        'PYTHONPATH': os.pathsep.join([str(repository), *site.getsitepackages()]),
+        'HOME': '/',
+    }
+    probe = subprocess.run(
+        [python, '-c', 'import lagent.actions'], user=nobody.pw_uid, group=nobody.pw_gid, env=env, capture_output=True
+    )
+    if run_as.ids is None or probe.returncode != 0:
+        pytest.skip(f'nobody cannot run this checkout with {python}: {probe.stderr.decode()[-200:]}')
+    marker = sleep_marker()
+    completed = subprocess.run(
+        [python, '-c', AS_A_USER, marker],
+        user=nobody.pw_uid,
+        group=nobody.pw_gid,
+        env=env,
+        cwd='/',
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert completed.returncode == 0, completed.stderr
+    found = __import__('json').loads(completed.stdout)
+    assert found['isolation'] == ['network', 'pid', 'proc', 'readonly', 'tmp'], 'no user namespaces for users here'
+    assert found['attack'] == f"(['1', '2'], {nobody.pw_uid})"  # only init and the worker, as the same user
+    assert found['writes'].endswith("Read-only file system: '/var/tmp/x'")
+    assert found['bystander'] == '1'
+    assert processes_running(marker) == []
