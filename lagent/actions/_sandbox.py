@@ -31,18 +31,26 @@ from pathlib import Path
 from typing import Any
 
 from lagent.actions._sandbox_child import PROGRAM
-from lagent.actions._sandbox_users import SAFE_PATH, RunAs, UidLease, lease_session_uid
+from lagent.actions._sandbox_users import SAFE_PATH, RunAs, UidLease, executable_by, lease_session_uid, run_as_user
 
-__all__ = ['ISOLATION', 'AnswerConvention', 'SandboxLimits', 'SandboxResult', 'SandboxSession', 'run_in_sandbox']
+__all__ = [
+    'ISOLATION',
+    'AnswerConvention',
+    'SandboxLimits',
+    'SandboxResult',
+    'SandboxSession',
+    'choose_identity',
+    'run_in_sandbox',
+]
 
 logger = logging.getLogger(__name__)
 
 ISOLATION = {
-    'pid': 'a PID namespace of its own: nothing outlives the run, and no other process can be seen or signalled',
-    'proc': 'a /proc of its own, showing only the sandbox',
-    'readonly': 'a read-only file system, except the private /tmp and /dev/shm',
-    'tmp': 'a private, size-limited /tmp (tmpfs) as working directory',
-    'network': 'no network: only a loopback interface of its own',
+    'pid': 'a PID namespace of its own',
+    'proc': 'a /proc of its own',
+    'readonly': 'a read-only file system',
+    'tmp': 'a private /tmp',
+    'network': 'network isolation',
     'uid': 'a uid of its own',
 }
 """The protections the kernel may give a sandbox, by the name the child reports them with."""
@@ -56,6 +64,7 @@ _MESSAGE_BYTES = 1 << 20
 """The longest result message kept; a longer line (only code writing to the result pipe makes one) is dropped."""
 _warned: set[frozenset[str]] = set()
 _warned_lock = threading.Lock()
+_usable: dict[tuple[str, RunAs], bool] = {}
 
 
 @dataclass(frozen=True)
@@ -163,6 +172,54 @@ def run_in_sandbox(
     finally:
         child.stop()
     return captures.result(limits, backstop_hit=not finished)
+
+
+def choose_identity(user: str | None, python: str, *, namespaces: bool = True) -> tuple[str, RunAs]:
+    """Choose the interpreter and the user the code runs as.
+
+    Only root can switch users; an unprivileged parent keeps its own. Root
+    runs the code as ``user`` (``'auto'``: a uid of its own per run) with
+    ``python`` if that user can reach it: directly, or through the sandbox's
+    private file system, which binds the interpreter's directories into the
+    directories that would keep the user out (``/root``...; tried once per
+    interpreter). Else it uses the first ``python3`` on a system path the user
+    can execute; failing both, it keeps root and logs a warning.
+
+    Args:
+        user: ``'auto'``, a user name, or ``None`` to keep root.
+        python: The preferred interpreter.
+        namespaces: Let the sandbox use namespaces (``False`` only to test the fallback).
+
+    Returns:
+        ``(interpreter, run_as)``.
+    """
+    if user is None or os.geteuid() != 0:
+        return python, RunAs()
+    run_as = run_as_user(user)
+    if run_as is None:
+        logger.warning('sandbox user %r does not exist; the sandbox runs as root', user)
+        return python, RunAs()
+    ids = run_as.typical_ids
+    if executable_by(Path(python), *ids) or (namespaces and _usable_in_sandbox(python, run_as)):
+        return python, run_as
+    for directory in SAFE_PATH.split(':'):
+        if executable_by(Path(directory) / 'python3', *ids):
+            return str(Path(directory) / 'python3'), run_as
+    logger.warning('the sandbox user (%s) cannot run %s nor a system python3; the sandbox runs as root', run_as, python)
+    return python, RunAs()
+
+
+def _usable_in_sandbox(python: str, run_as: RunAs) -> bool:
+    """Whether the sandbox's user can import the standard library of ``python`` in a sandbox (tried once)."""
+    key = (python, run_as)
+    if key not in _usable:
+        try:
+            result = run_in_sandbox('import decimal', SandboxLimits(wall_seconds=30), python=python, run_as=run_as)
+        except (OSError, RuntimeError):
+            _usable[key] = False
+        else:
+            _usable[key] = result.ok and {'readonly', 'tmp'} <= set(result.isolation)
+    return _usable[key]
 
 
 class SandboxSession:
@@ -508,7 +565,7 @@ class _Child:
 
 
 def _warn_about_missing(missing: dict[str, str]) -> None:
-    """Log, once per process and set of missing protections, what the sandbox runs without."""
+    """Log, once per process and set of missing protections, what the sandbox runs without and why."""
     if not missing:
         return
     key = frozenset(missing)
@@ -516,8 +573,11 @@ def _warn_about_missing(missing: dict[str, str]) -> None:
         if key in _warned:
             return
         _warned.add(key)
-    details = '; '.join(f'{ISOLATION.get(name, name)}: {reason}' for name, reason in sorted(missing.items()))
-    logger.warning('the Python sandbox runs without some of its protections (see docs/tools.md): %s', details)
+    by_reason: dict[str, list[str]] = {}
+    for name in sorted(missing, key=lambda name: list(ISOLATION).index(name) if name in ISOLATION else len(ISOLATION)):
+        by_reason.setdefault(missing[name], []).append(ISOLATION.get(name, name))
+    details = '; '.join(f'{", ".join(names)} ({reason})' for reason, names in by_reason.items())
+    logger.warning('the Python sandbox runs without %s. See the threat model in docs/tools.md', details)
 
 
 def _remove_tree(path: Path) -> None:

@@ -48,7 +48,7 @@ Messages on ``result_fd`` are JSON objects, one per line:
 __all__ = ['PROGRAM']
 
 PROGRAM = r'''
-import ast, ctypes, io, json, linecache, os, re, resource, signal, socket, struct, sys, time, traceback
+import ast, ctypes, io, json, linecache, os, re, resource, signal, sys, time, traceback
 
 LIBC = ctypes.CDLL(None, use_errno=True)
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
@@ -140,19 +140,42 @@ def under(path, places):
     return any(path == place or path.startswith(place.rstrip('/') + '/') for place in places)
 
 
-def interpreter_paths(hidden):
-    """The interpreter's own files that lie where a private file system will hide them."""
+def interpreter_paths():
+    """The directories (and zip files) the interpreter imports and runs from, and its executable."""
+    import sysconfig
+
     paths = list(sys.path) + [sys.prefix, sys.exec_prefix, sys.base_prefix, sys.base_exec_prefix]
-    paths += [os.path.dirname(sys.executable), os.path.dirname(os.path.realpath(sys.executable))]
-    found = set()
-    for path in paths:
-        if path and os.path.exists(path):
-            path = os.path.abspath(path)
-            if under(path, hidden):
-                found.add(path)
+    paths += [sys.executable, os.path.dirname(sys.executable), os.path.realpath(sys.executable)]
+    paths.append(sysconfig.get_config_var('LIBDIR'))  # a shared libpython, for a subprocess of sys.executable
+    return sorted({os.path.abspath(path) for path in paths if path and os.path.exists(path)})
+
+
+def permits(path, ids):
+    info = os.stat(path)
+    bit = 0o100 if info.st_uid == ids[0] else 0o010 if info.st_gid == ids[1] else 0o001
+    return bool(info.st_mode & bit)
+
+
+def first_unsearchable(path, ids):
+    """The highest directory above ``path`` the worker's user cannot search (``None``: none)."""
+    if ids is None:
+        return None
+    parts = path.split('/')
+    for end in range(2, len(parts)):
+        directory = '/'.join(parts[:end])
+        if not permits(directory, ids):
+            return directory
+    return None
+
+
+def keep(paths, masked, ids):
+    """Open the paths that masking would hide: parents first, a path inside one already kept comes
+    with it; a directory the worker's user cannot search is left out (the files needed in it are not)."""
     kept = []
-    for path in sorted(found):  # parents first; a path inside one already kept comes with it
-        if not any(under(path, [done]) for done, _ in kept):
+    for path in paths:
+        if not under(path, masked) or any(under(path, [done]) for done, _ in kept):
+            continue
+        if ids is None or not os.path.isdir(path) or permits(path, ids):
             kept.append((path, os.open(path, os.O_PATH | os.O_CLOEXEC)))
     return kept
 
@@ -172,16 +195,34 @@ def expose(kept):
 
 
 def private_file_system(config, missing):
-    """Read-only file system, own /proc, private tmpfs; return the working directory (or None)."""
+    """Read-only file system, own /proc, private tmpfs; return the working directory (or None).
+
+    Empty read-only tmpfs mask ``/run`` (the host's Unix sockets) when the
+    network is off, and the directories that keep the worker's user from the
+    interpreter (``/root`` when it lives there): the interpreter's own
+    directories are bound back into them, read-only.
+    """
     try:
         mount(None, '/', None, MS_REC | MS_PRIVATE)
     except OSError as exc:
         for feature in ('readonly', 'tmp', 'proc'):
             missing[feature] = 'cannot make the mounts private: %s' % why(exc)
         return None
-    hidden = ['/tmp', '/dev/shm'] + ([] if config['network'] else ['/run'])
-    hidden = [place for place in hidden if os.path.isdir(place) and not os.path.islink(place)]
-    kept = interpreter_paths(hidden)
+    uid, gid = config['ids'] or (os.geteuid(), os.getegid())
+    size_kb = config['limits']['scratch_kb']
+    masks = {
+        '/tmp': 'size=%dk,nr_inodes=%d,mode=700,uid=%d,gid=%d' % (size_kb, max(1024, size_kb // 16), uid, gid),
+        '/dev/shm': 'size=%dk,nr_inodes=1024,mode=1777' % size_kb,
+    }
+    if not config['network']:
+        masks['/run'] = 'size=64k,nr_inodes=64,mode=755'
+    masks = {place: options for place, options in masks.items() if os.path.isdir(place) and not os.path.islink(place)}
+    paths = interpreter_paths()
+    for path in paths:
+        blocker = first_unsearchable(path, config['ids'])
+        if blocker and not under(blocker, masks):
+            masks[blocker] = 'size=64k,nr_inodes=1024,mode=755'
+    kept = keep(paths, masks, config['ids'])
     failed = make_read_only()
     if failed:
         missing['readonly'] = 'still writable: ' + ', '.join(failed)
@@ -189,28 +230,24 @@ def private_file_system(config, missing):
         mount('proc', '/proc', 'proc', MS_NOSUID | MS_NODEV | MS_NOEXEC)
     except OSError as exc:
         missing['proc'] = 'cannot mount a /proc of its own: %s' % why(exc)
-    uid, gid = config['ids'] or (os.geteuid(), os.getegid())
-    size_kb = config['limits']['scratch_kb']
-    options = {
-        '/tmp': 'size=%dk,nr_inodes=%d,mode=700,uid=%d,gid=%d' % (size_kb, max(1024, size_kb // 16), uid, gid),
-        '/dev/shm': 'size=%dk,nr_inodes=1024,mode=1777' % size_kb,
-        '/run': 'size=64k,nr_inodes=64,mode=755',
-    }
-    for place in hidden:
+    for place, options in sorted(masks.items()):
         try:
-            mount('tmpfs', place, 'tmpfs', MS_NOSUID | MS_NODEV, options[place])
+            mount('tmpfs', place, 'tmpfs', MS_NOSUID | MS_NODEV, options)
         except OSError as exc:
             missing['tmp' if place == '/tmp' else 'readonly'] = 'cannot mount a tmpfs on %s: %s' % (place, why(exc))
     try:
         expose(kept)
-        if '/run' in hidden:
-            mount(None, '/run', None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+        for place in masks:
+            if place not in ('/tmp', '/dev/shm'):
+                mount(None, place, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
     except OSError as exc:
         missing['tmp'] = 'cannot keep the interpreter visible: %s' % why(exc)
     return None if 'tmp' in missing else '/tmp'
 
 
 def loopback_up():
+    import socket, struct
+
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         request = struct.pack('16sH22x', b'lo', 0)
         flags = struct.unpack('16sH22x', fcntl_ioctl(sock, SIOCGIFFLAGS, request))[1]
@@ -232,6 +269,8 @@ def become_init(config, missing):
         except OSError:
             pass  # still no network; only localhost does not work
     try:
+        import socket
+
         socket.sethostname('sandbox')
     except OSError:
         pass
@@ -597,7 +636,7 @@ def main():
             raise OSError(0, 'turned off')
         enter_namespaces(config['network'])
     except OSError as exc:
-        reason = 'no namespaces (%s)' % why(exc)
+        reason = 'no namespaces: %s' % why(exc)
         for feature in ('pid', 'proc', 'readonly', 'tmp') + (() if config['network'] else ('network',)):
             missing[feature] = reason
         prctl(PR_SET_CHILD_SUBREAPER, 1)
@@ -627,6 +666,7 @@ def main():
     status, timed_out = wait_for(pid, deadline, parent)
     kill_leftovers(cleanup, worker_group=pid)
     report(config['result_fd'], status, timed_out)
+    os._exit(0)
 
 
 main()

@@ -1,5 +1,8 @@
 """Who the sandbox's code runs as: a uid of its own per run (root only), a named user, or the parent's user.
 
+How the interpreter is chosen for that user is
+:func:`lagent.actions._sandbox.choose_identity`.
+
 A parent running as root gives every run or session a uid of its own, leased
 from :data:`SESSION_UIDS`: two sandboxes never share a uid, so they cannot
 signal each other's processes, read each other's files or share a process
@@ -22,7 +25,16 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ['PER_SESSION', 'SESSION_UIDS', 'RunAs', 'UidLease', 'choose_identity', 'lease_session_uid']
+__all__ = [
+    'PER_SESSION',
+    'SAFE_PATH',
+    'SESSION_UIDS',
+    'RunAs',
+    'UidLease',
+    'executable_by',
+    'lease_session_uid',
+    'run_as_user',
+]
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +56,11 @@ class RunAs:
     """A fixed ``(uid, gid)``; ``None`` (and not :attr:`per_session`): the parent's own user."""
     per_session: bool = False
     """A uid (and gid) of its own for every run or session, from :data:`SESSION_UIDS`."""
+
+    @property
+    def typical_ids(self) -> tuple[int, int] | None:
+        """The ids the code runs as, or ones like them (all leased uids are alike to the file system)."""
+        return (SESSION_UIDS[0], SESSION_UIDS[0]) if self.per_session else self.ids
 
     def __str__(self) -> str:
         if self.per_session:
@@ -70,43 +87,17 @@ class UidLease:
         self._fd = None
 
 
-def choose_identity(user: str | None, python: str) -> tuple[str, RunAs]:
-    """Choose the interpreter and the user the code runs as.
-
-    Only root can switch users; an unprivileged parent keeps its own. Root
-    runs the code as ``user`` (:data:`PER_SESSION`: a uid of its own per run)
-    with ``python`` if that user can execute it (every directory on its path
-    searchable), else with the first ``python3`` on a system path they can
-    execute; failing both, it keeps root and logs a warning.
-
-    Args:
-        user: :data:`PER_SESSION`, a user name, or ``None`` to keep root.
-        python: The preferred interpreter.
-
-    Returns:
-        ``(interpreter, run_as)``.
-    """
-    if user is None or os.geteuid() != 0:
-        return python, RunAs()
+def run_as_user(user: str) -> RunAs | None:
+    """Who ``user`` (:data:`PER_SESSION` or a user name) is; ``None`` if no such user exists (root only)."""
     if user == PER_SESSION:
-        run_as = RunAs(per_session=True)
-        ids = (SESSION_UIDS[0], SESSION_UIDS[0])  # they differ only in number: one stands for all
-    else:
-        import pwd  # POSIX only: imported here so that importing lagent.actions works everywhere
+        return RunAs(per_session=True)
+    import pwd  # POSIX only: imported here so that importing lagent.actions works everywhere
 
-        try:
-            entry = pwd.getpwnam(user)
-        except KeyError:
-            logger.warning('sandbox user %r does not exist; the sandbox runs as root', user)
-            return python, RunAs()
-        ids = (entry.pw_uid, entry.pw_gid)
-        run_as = RunAs(ids=ids)
-    candidates = [Path(python)] + [Path(directory) / 'python3' for directory in SAFE_PATH.split(':')]
-    for candidate in candidates:
-        if _executable_by(candidate, *ids):
-            return str(candidate), run_as
-    logger.warning('the sandbox user (%s) cannot run %s nor a system python3; the sandbox runs as root', run_as, python)
-    return python, RunAs()
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        return None
+    return RunAs(ids=(entry.pw_uid, entry.pw_gid))
 
 
 def lease_session_uid() -> UidLease:
@@ -148,7 +139,7 @@ def _lease_directory() -> Path:
     raise RuntimeError('no safe directory to lease sandbox uids from: ' + ', '.join(map(str, _LEASE_DIRECTORIES)))
 
 
-def _executable_by(path: Path, uid: int, gid: int) -> bool:
+def executable_by(path: Path, uid: int, gid: int) -> bool:
     """Whether user ``uid`` (group ``gid``) can search every directory to ``path`` and execute it."""
     try:
         resolved = path.resolve(strict=True)

@@ -7,8 +7,8 @@ import signal
 import sys
 from typing import Any
 
-from lagent.actions._sandbox import AnswerConvention, SandboxLimits, SandboxResult, run_in_sandbox
-from lagent.actions._sandbox_users import PER_SESSION, choose_identity
+from lagent.actions._sandbox import AnswerConvention, SandboxLimits, SandboxResult, choose_identity, run_in_sandbox
+from lagent.actions._sandbox_users import PER_SESSION
 from lagent.actions.base_action import BaseAction
 from lagent.schema import ActionReturn, ActionStatusCode
 

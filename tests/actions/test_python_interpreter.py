@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from lagent.actions import ActionExecutor, PythonInterpreter
-from lagent.actions._sandbox import SandboxLimits, run_in_sandbox
-from lagent.actions._sandbox_users import SESSION_UIDS, RunAs, choose_identity, lease_session_uid
+from lagent.actions._sandbox import SandboxLimits, choose_identity, run_in_sandbox
+from lagent.actions._sandbox_users import SESSION_UIDS, RunAs, lease_session_uid
 from lagent.actions.python_interpreter import visible_controls
 from lagent.schema import ActionStatusCode
 from tests.actions.processes import processes_of_uid, processes_running, sleep_marker
@@ -208,14 +208,29 @@ def test_uid_leases_are_exclusive_and_returned():
 
 
 @pytest.mark.skipif(not ROOT, reason='only root can run the code as another user')
-def test_an_interpreter_the_user_cannot_run_is_replaced(tmp_path: Path, caplog: pytest.LogCaptureFixture):
+def test_an_interpreter_in_a_private_directory_is_made_reachable(tmp_path: Path):
+    """The sandbox binds the interpreter's directories into the ones that keep its user out."""
     private = tmp_path / 'private'
     private.mkdir(mode=0o700)
     hidden_python = private / 'python3'
-    hidden_python.symlink_to(
-        os.path.realpath('/usr/bin/python3') if Path('/usr/bin/python3').exists() else sys.executable
+    hidden_python.symlink_to(os.path.realpath(sys.executable))
+    python, run_as = choose_identity('auto', str(hidden_python))
+    assert (python, run_as) == (str(hidden_python), RunAs(per_session=True))
+    code = 'import decimal, os, subprocess, sys\nos.getuid() != 0, sys.executable, subprocess.run([sys.executable, "-c", "1"]).returncode'
+    assert (
+        ok(PythonInterpreter(python=str(hidden_python), timeout=10).run(code)) == f'(True, {str(hidden_python)!r}, 0)'
     )
-    python, run_as = choose_identity('nobody', str(hidden_python))
+
+
+@pytest.mark.skipif(not ROOT, reason='only root can run the code as another user')
+def test_without_namespaces_an_interpreter_the_user_cannot_run_is_replaced(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    private = tmp_path / 'private'
+    private.mkdir(mode=0o700)
+    hidden_python = private / 'python3'
+    hidden_python.symlink_to(os.path.realpath(sys.executable))
+    python, run_as = choose_identity('nobody', str(hidden_python), namespaces=False)
     assert run_as.ids is not None and python != str(hidden_python)
     assert Path(python).name == 'python3'
     with caplog.at_level(logging.WARNING):
@@ -233,15 +248,14 @@ def test_the_kernel_isolation_in_force_is_reported(interpreter: PythonInterprete
 
 
 def test_without_namespaces_the_run_still_works_and_warns(caplog: pytest.LogCaptureFixture):
-    interpreter = PythonInterpreter(timeout=5)
+    python, run_as = choose_identity('auto', sys.executable, namespaces=False)
     marker = sleep_marker()
     code = f'import os, subprocess\nsubprocess.Popen(["sleep", "{marker}"], start_new_session=True)\nos.getuid()'
     with caplog.at_level(logging.WARNING, logger='lagent.actions._sandbox'):
-        result = run_in_sandbox(
-            code, SandboxLimits(wall_seconds=5), python=interpreter.python, run_as=interpreter.run_as, namespaces=False
-        )
+        result = run_in_sandbox(code, SandboxLimits(wall_seconds=5), python=python, run_as=run_as, namespaces=False)
     assert result.ok and result.isolation == (('uid',) if ROOT else ())
-    assert 'runs without some of its protections' in caplog.text and 'a PID namespace of its own' in caplog.text
+    assert 'the Python sandbox runs without a PID namespace of its own' in caplog.text
+    assert caplog.text.count('no namespaces: turned off') == 1
     assert processes_running(marker) == []
     assert not ROOT or processes_of_uid(int(result.value)) == []
 
