@@ -615,6 +615,21 @@ def test_the_hosts_unix_sockets_in_run_are_hidden(sandbox: Sandbox):
     assert ok(sandbox.run(code)) == '[]'
 
 
+def test_unix_sockets_outside_run_stay_reachable_as_documented(sandbox: Sandbox):
+    """Documented limit: a read-only mount does not stop connecting to a socket file anyone may write to."""
+    directory = Path(tempfile.mkdtemp(dir='/var/tmp'))  # /tmp is private in the sandbox
+    try:
+        directory.chmod(0o755)
+        with socket.socket(socket.AF_UNIX) as server:
+            server.bind(str(directory / 'socket'))
+            (directory / 'socket').chmod(0o777)
+            server.listen()
+            code = f'import socket\nsocket.socket(socket.AF_UNIX).connect({str(directory / "socket")!r})\n"connected"'
+            assert ok(sandbox.run(code)) == "'connected'"
+    finally:
+        shutil.rmtree(directory)
+
+
 def test_the_network_can_be_allowed(host_server: tuple[int, str]):
     port, _ = host_server
     code = f'import socket\nsocket.create_connection(("127.0.0.1", {port}), timeout=5).close()\n"connected"'
