@@ -52,6 +52,7 @@ ISOLATION = {
     'tmp': 'a private /tmp',
     'network': 'network isolation',
     'uid': 'a uid of its own',
+    'seccomp': 'a system-call filter',
 }
 """The protections the kernel may give a sandbox, by the name the child reports them with."""
 

@@ -25,6 +25,8 @@ The process tree, with the kernel's isolation::
   ``tmpfs`` on ``/tmp`` and ``/dev/shm`` (and ``/run``, which holds the host's
   Unix sockets, when the network is off), brings up the loopback interface,
   forks the worker and enforces the wall-clock limit (cells).
+* init installs a seccomp filter that every process of the run inherits
+  (:func:`install_syscall_filter`).
 * The **worker** drops to the sandbox's uid, loses every capability, sets
   ``PR_SET_NO_NEW_PRIVS`` (set-user-ID programs gain nothing) and the rlimits,
   and runs the code.
@@ -315,6 +317,52 @@ def set_limits(limits, cpu_seconds, tasks):
     if limits['max_processes']:
         set_limit(resource.RLIMIT_NPROC, (count_tasks(os.getuid()) if tasks is None else tasks) + limits['max_processes'])
     set_limit(resource.RLIMIT_CORE, 0)
+
+
+# ---------------------------------------------------------------- the system-call filter
+
+SYSCALLS = {  # machine: (audit arch, {name: number})
+    'x86_64': (0xC000003E, {'clone': 56, 'unshare': 272, 'clone3': 435, 'add_key': 248, 'request_key': 249,
+                            'keyctl': 250, 'bpf': 321, 'perf_event_open': 298, 'userfaultfd': 323}),
+    'aarch64': (0xC00000B7, {'clone': 220, 'unshare': 97, 'clone3': 435, 'add_key': 217, 'request_key': 218,
+                             'keyctl': 219, 'bpf': 280, 'perf_event_open': 241, 'userfaultfd': 282}),
+}
+REFUSED = ('add_key', 'request_key', 'keyctl', 'bpf', 'perf_event_open', 'userfaultfd')
+
+
+def install_syscall_filter():
+    """Refuse new user namespaces (``unshare``/``clone`` with CLONE_NEWUSER; ``clone3``, whose flags a
+    filter cannot read, says ENOSYS and the C library falls back to ``clone``), kernel keyrings, BPF,
+    perf events and userfaultfd: kernel interfaces sandboxed code has no use for. Other ABIs
+    (i386 and x32 on x86_64) are refused altogether."""
+    machine = os.uname().machine
+    if machine not in SYSCALLS:
+        raise OSError(0, 'no system-call table for %s' % machine)
+    arch, numbers = SYSCALLS[machine]
+    allow, eperm, enosys = 0x7FFF0000, 0x00050000 | 1, 0x00050000 | 38
+    load, equal, at_least, any_bit, give = 0x20, 0x15, 0x35, 0x45, 0x06  # classic BPF opcodes
+    program = [
+        (load, 0, 0, 4), (equal, 1, 0, arch), (give, 0, 0, eperm),  # seccomp_data.arch
+        (load, 0, 0, 0), (at_least, 0, 1, 0x40000000), (give, 0, 0, eperm),  # seccomp_data.nr
+        (equal, 0, 1, numbers['clone3']), (give, 0, 0, enosys),
+    ]
+    for name in REFUSED:
+        program += [(equal, 0, 1, numbers[name]), (give, 0, 0, eperm)]
+    program += [
+        (equal, 1, 0, numbers['unshare']), (equal, 0, 3, numbers['clone']),
+        (load, 0, 0, 16), (any_bit, 0, 1, CLONE_NEWUSER), (give, 0, 0, eperm),  # the flags, args[0]
+        (give, 0, 0, allow),
+    ]
+
+    class Instruction(ctypes.Structure):
+        _fields_ = [('code', ctypes.c_uint16), ('jt', ctypes.c_uint8), ('jf', ctypes.c_uint8), ('k', ctypes.c_uint32)]
+
+    class Program(ctypes.Structure):
+        _fields_ = [('len', ctypes.c_uint16), ('filter', ctypes.POINTER(Instruction))]
+
+    instructions = (Instruction * len(program))(*[Instruction(*instruction) for instruction in program])
+    compiled = Program(len(program), instructions)
+    libc_call('prctl', 22, ctypes.c_ulong(2), ctypes.byref(compiled), ctypes.c_ulong(0), ctypes.c_ulong(0))
 
 
 def drop_privileges(config):
@@ -648,7 +696,11 @@ def main():
         signal.pthread_sigmask(signal.SIG_BLOCK, WAITED_SIGNALS)
         parent = os.getppid()
         workdir, cleanup = become_init(config, missing), 'namespace'
-    features |= {'pid', 'proc', 'readonly', 'tmp'}
+    try:
+        install_syscall_filter()  # by init (or the supervisor), so that every process of the run has it
+    except OSError as exc:
+        missing['seccomp'] = 'no system-call filter: %s' % why(exc)
+    features |= {'pid', 'proc', 'readonly', 'tmp', 'seccomp'}
     if config['unique_uid']:
         features.add('uid')
     features -= set(missing)

@@ -243,7 +243,7 @@ def test_without_namespaces_an_interpreter_the_user_cannot_run_is_replaced(
 
 def test_the_kernel_isolation_in_force_is_reported(interpreter: PythonInterpreter):
     result = run_in_sandbox('1', interpreter.limits, python=interpreter.python, run_as=interpreter.run_as)
-    expected = {'pid', 'proc', 'readonly', 'tmp', 'network'} | ({'uid'} if ROOT else set())
+    expected = {'pid', 'proc', 'readonly', 'tmp', 'network', 'seccomp'} | ({'uid'} if ROOT else set())
     assert set(result.isolation) == expected, 'this machine runs the sandbox without some of its namespaces'
 
 
@@ -253,7 +253,7 @@ def test_without_namespaces_the_run_still_works_and_warns(caplog: pytest.LogCapt
     code = f'import os, subprocess\nsubprocess.Popen(["sleep", "{marker}"], start_new_session=True)\nos.getuid()'
     with caplog.at_level(logging.WARNING, logger='lagent.actions._sandbox'):
         result = run_in_sandbox(code, SandboxLimits(wall_seconds=5), python=python, run_as=run_as, namespaces=False)
-    assert result.ok and result.isolation == (('uid',) if ROOT else ())
+    assert result.ok and result.isolation == (('seccomp', 'uid') if ROOT else ('seccomp',))
     assert 'the Python sandbox runs without a PID namespace of its own' in caplog.text
     assert caplog.text.count('no namespaces: turned off') == 1
     assert processes_running(marker) == []
