@@ -102,7 +102,7 @@ class PythonInterpreter(BaseAction):
         name: str | None = None,
         **base_options: Any,
     ):
-        super().__init__(name, **base_options)
+        super().__init__(name=name, **base_options)
         if not sys.platform.startswith('linux'):
             raise RuntimeError(f'{type(self).__name__} needs Linux (it relies on namespaces, /proc and prctl)')
         if timeout <= 0:
