@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import logging
 import os
 import secrets
@@ -106,6 +105,8 @@ def lease_session_uid() -> UidLease:
     Raises:
         RuntimeError: No lease directory is safe to use, or every uid is taken.
     """
+    import fcntl  # POSIX only: imported here so that importing lagent.actions works everywhere
+
     directory = _lease_directory()
     count = len(SESSION_UIDS)
     start = secrets.randbelow(count)
