@@ -4,9 +4,8 @@ It is passed to ``python -I -u -X utf8 -c`` as text, so it imports nothing
 from lagent. The parent writes one JSON line on stdin: the configuration
 (``mode``, ``namespaces``, ``limits``, ``result_fd``, ``ids``, ``unique_uid``,
 ``keep_root``, ``network``, ``scratch``, ``answer``, and for ``mode == 'cell'``
-the ``code``). In a
-session every further stdin line is ``{"code": ..., "cell": id}``, the id
-being echoed in the cell's outcome.
+the ``code``). In a session every further stdin line is
+``{"code": ..., "cell": id}``, the id being echoed in the cell's outcome.
 
 The process tree, with the kernel's isolation::
 
@@ -25,8 +24,8 @@ The process tree, with the kernel's isolation::
   ``tmpfs`` on ``/tmp`` and ``/dev/shm`` (and ``/run``, which holds the host's
   Unix sockets, when the network is off), brings up the loopback interface,
   forks the worker and enforces the wall-clock limit (cells).
-* init installs a seccomp filter that every process of the run inherits
-  (:func:`install_syscall_filter`).
+* init (or, without namespaces, the supervisor) installs a seccomp filter that
+  every process of the run inherits (``install_syscall_filter``).
 * The **worker** drops to the sandbox's uid, loses every capability, sets
   ``PR_SET_NO_NEW_PRIVS`` (set-user-ID programs gain nothing) and the rlimits,
   and runs the code.
@@ -61,7 +60,8 @@ MOUNT_OPTION_FLAGS = {
     'nosuid': MS_NOSUID, 'nodev': MS_NODEV, 'noexec': MS_NOEXEC, 'noatime': 0x400,
     'nodiratime': 0x800, 'relatime': 0x200000, 'strictatime': 0x1000000,
 }
-PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 1, 4, 36, 38
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_SECCOMP, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 1, 4, 22, 36, 38
+SECCOMP_MODE_FILTER = 2
 SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
 WAITED_SIGNALS = [signal.SIGCHLD, signal.SIGTERM]
 CAPABILITY_VERSION_3 = 0x20080522
@@ -199,10 +199,10 @@ def expose(kept):
 def private_file_system(config, missing):
     """Read-only file system, own /proc, private tmpfs; return the working directory (or None).
 
-    Empty read-only tmpfs mask ``/run`` (the host's Unix sockets) when the
-    network is off, and the directories that keep the worker's user from the
-    interpreter (``/root`` when it lives there): the interpreter's own
-    directories are bound back into them, read-only.
+    Empty read-only tmpfs also cover ``/run`` (the host's Unix sockets) when
+    the network is off, and the directories that would keep the worker's user
+    from the interpreter (``/root`` when it lives there); the interpreter's
+    own directories are bound back into them (and into ``/tmp``), read-only.
     """
     try:
         mount(None, '/', None, MS_REC | MS_PRIVATE)
@@ -236,7 +236,8 @@ def private_file_system(config, missing):
         try:
             mount('tmpfs', place, 'tmpfs', MS_NOSUID | MS_NODEV, options)
         except OSError as exc:
-            missing['tmp' if place == '/tmp' else 'readonly'] = 'cannot mount a tmpfs on %s: %s' % (place, why(exc))
+            feature = {'/run': 'network', '/dev/shm': 'readonly'}.get(place, 'tmp')
+            missing[feature] = 'cannot mount a tmpfs on %s: %s' % (place, why(exc))
     try:
         expose(kept)
         for place in masks:
@@ -362,7 +363,8 @@ def install_syscall_filter():
 
     instructions = (Instruction * len(program))(*[Instruction(*instruction) for instruction in program])
     compiled = Program(len(program), instructions)
-    libc_call('prctl', 22, ctypes.c_ulong(2), ctypes.byref(compiled), ctypes.c_ulong(0), ctypes.c_ulong(0))
+    prctl(PR_SET_NO_NEW_PRIVS, 1)  # what lets a process without CAP_SYS_ADMIN install a filter
+    libc_call('prctl', PR_SET_SECCOMP, ctypes.c_ulong(SECCOMP_MODE_FILTER), ctypes.byref(compiled), None, None)
 
 
 def drop_privileges(config):
@@ -517,9 +519,9 @@ def kill_all_visible():
         pass
 
 
-def kill_leftovers(cleanup, worker_group=None):
+def kill_leftovers(cleanup, worker_group=None, uid=None):
     """End what the code left running: the worker calls it after each cell, and
-    init with ``worker_group`` when the worker has ended.
+    init with ``worker_group`` (and the sandbox's ``uid``) when the worker has ended.
 
     ``namespace``: everything visible is the run's (a PID namespace of its own);
     ``uid``: everything the sandbox's uid may signal is the run's (a uid of its own);
@@ -531,10 +533,9 @@ def kill_leftovers(cleanup, worker_group=None):
         else:
             signal_all([-worker_group], signal.SIGKILL)
         kill_descendants()
-    elif cleanup == 'uid' and os.getuid() == 0:
+    elif cleanup == 'uid' and uid is not None and os.getuid() != uid:
         helper = os.fork()
         if helper == 0:
-            uid = CONFIG['ids'][0]
             os.setresuid(uid, uid, uid)
             kill_all_visible()
             os._exit(0)
@@ -671,8 +672,7 @@ def exit_like(status):
 
 
 def main():
-    global CONFIG
-    config = CONFIG = json.loads(sys.stdin.buffer.readline())
+    config = json.loads(sys.stdin.buffer.readline())
     parent = os.getppid()
     signal.pthread_sigmask(signal.SIG_BLOCK, WAITED_SIGNALS)
     features = set() if config['network'] else {'network'}
@@ -690,10 +690,9 @@ def main():
         prctl(PR_SET_CHILD_SUBREAPER, 1)
         workdir, cleanup = None, 'uid' if config['unique_uid'] else 'tree'
     else:
-        init = fork_child()
+        init = os.fork()  # init waits for the worker as the supervisor waits for init: signals stay blocked
         if init:
             exit_like(wait_for(init, None, parent)[0])
-        signal.pthread_sigmask(signal.SIG_BLOCK, WAITED_SIGNALS)
         parent = os.getppid()
         workdir, cleanup = become_init(config, missing), 'namespace'
     try:
@@ -716,7 +715,7 @@ def main():
         os._exit(70)
     stdin_from_devnull()
     status, timed_out = wait_for(pid, deadline, parent)
-    kill_leftovers(cleanup, worker_group=pid)
+    kill_leftovers(cleanup, worker_group=pid, uid=config['ids'][0] if config['ids'] else None)
     report(config['result_fd'], status, timed_out)
     os._exit(0)
 

@@ -228,3 +228,24 @@ def test_the_session_ends_when_its_program_is_killed(tmp_path: Path):
     finally:
         program.kill()
         program.wait()
+
+
+def test_a_session_without_namespaces_still_ends_what_its_cells_start():
+    from lagent.actions._sandbox import SandboxLimits, SandboxSession, choose_identity
+
+    python, run_as = choose_identity('auto', sys.executable, namespaces=False)
+    session = SandboxSession(SandboxLimits(wall_seconds=5), python=python, run_as=run_as, namespaces=False)
+    try:
+        assert 'pid' not in session.isolation
+        marker = sleep_marker()
+        code = f'import subprocess\nsubprocess.Popen(["sleep", "{marker}"], start_new_session=True)\nkept = 1'
+        assert session.execute(code).ok
+        assert processes_running(marker) == []
+        assert session.execute('kept').value == '1'
+        timed_out = session.execute(
+            f'import subprocess, time\nsubprocess.Popen(["sleep", "{marker}"])\ntime.sleep(60)', 1
+        )
+        assert timed_out.timed_out and not session.alive
+        assert processes_running(marker) == []
+    finally:
+        session.close()

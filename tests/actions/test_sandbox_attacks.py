@@ -692,6 +692,11 @@ AS_A_USER = textwrap.dedent(
         found['attack'] = executor.execute('PythonInterpreter', {'command': code}).format_result()
         found['writes'] = executor.execute('PythonInterpreter', {'command': 'open("/var/tmp/x", "w")'}).errmsg
         found['bystander'] = executor.execute('IPythonInterpreter', {'command': 'kept'}).format_result()
+    from lagent.actions._sandbox import SandboxLimits, run_in_sandbox
+
+    daemon = f'import os, subprocess\\nif os.fork() == 0:\\n    os.setsid()\\n    subprocess.Popen(["sleep", "{marker}"])\\n    os._exit(0)'
+    fallback = run_in_sandbox(daemon, SandboxLimits(), python=sys.executable, namespaces=False)
+    found['fallback'] = [fallback.ok, list(fallback.isolation)]
     print(json.dumps(found))
     """
 )
@@ -734,4 +739,5 @@ def test_an_unprivileged_parent_gets_user_namespaces():
     assert found['attack'] == f"(['1', '2'], {nobody.pw_uid})"  # only init and the worker, as the same user
     assert found['writes'].endswith("Read-only file system: '/var/tmp/x'")
     assert found['bystander'] == '1'
+    assert found['fallback'] == [True, ['seccomp']]  # without namespaces the processes are ended as descendants
     assert processes_running(marker) == []
