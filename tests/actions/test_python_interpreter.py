@@ -247,7 +247,10 @@ def test_the_kernel_isolation_in_force_is_reported(interpreter: PythonInterprete
     assert set(result.isolation) == expected, 'this machine runs the sandbox without some of its namespaces'
 
 
-def test_without_namespaces_the_run_still_works_and_warns(caplog: pytest.LogCaptureFixture):
+def test_without_namespaces_the_run_still_works_and_warns(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr('lagent.actions._sandbox._warned', set())  # once per process: other tests may have warned
     python, run_as = choose_identity('auto', sys.executable, namespaces=False)
     marker = sleep_marker()
     code = f'import os, subprocess\nsubprocess.Popen(["sleep", "{marker}"], start_new_session=True)\nos.getuid()'
@@ -256,6 +259,9 @@ def test_without_namespaces_the_run_still_works_and_warns(caplog: pytest.LogCapt
     assert result.ok and result.isolation == (('seccomp', 'uid') if ROOT else ('seccomp',))
     assert 'the Python sandbox runs without a PID namespace of its own' in caplog.text
     assert caplog.text.count('no namespaces: turned off') == 1
+    caplog.clear()
+    run_in_sandbox('1', SandboxLimits(wall_seconds=5), python=python, run_as=run_as, namespaces=False)
+    assert caplog.text == ''  # once per process
     assert processes_running(marker) == []
     assert not ROOT or processes_of_uid(int(result.value)) == []
 
