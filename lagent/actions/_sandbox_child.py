@@ -534,12 +534,12 @@ def kill_leftovers(cleanup, worker_group=None, uid=None):
             signal_all([-worker_group], signal.SIGKILL)
         kill_descendants()
     elif cleanup == 'uid' and uid is not None and os.getuid() != uid:
-        helper = os.fork()
-        if helper == 0:
+        killer = os.fork()
+        if killer == 0:
             os.setresuid(uid, uid, uid)
             kill_all_visible()
             os._exit(0)
-        os.waitpid(helper, 0)
+        os.waitpid(killer, 0)
     else:
         kill_all_visible()
     reap_all(time.monotonic() + 10)

@@ -131,7 +131,7 @@ def test_solution_is_not_called_when_the_cell_shows_something(interpreter: Pytho
     counted = 'import sys\ndef solution():\n    sys.stderr.write("called\\n")\n    return 7\n'
     assert ok(interpreter.run(counted + 'print(solution())')) == '7\n[stderr]\ncalled'  # called once, not twice
     assert ok(interpreter.run(counted + 'solution() * 2')) == '[stderr]\ncalled\n14'
-    assert ok(interpreter.run('def helper():\n    return 7')) == '(no output)'
+    assert ok(interpreter.run('def unrelated():\n    return 7')) == '(no output)'
 
 
 def test_an_error_inside_solution_is_reported(interpreter: PythonInterpreter):
