@@ -47,13 +47,13 @@ def driver(cluster: RayCluster) -> Iterator[Any]:
 
 
 def test_a_batch_on_the_embedded_model_survives_a_worker_killed_mid_run(cluster: RayCluster, tmp_path: Path) -> None:
-    count = 10
+    count = 8
     lines = [json.dumps({'id': index, 'question': f'What is {index} + {index}?'}) for index in range(count)]
     (tmp_path / 'tasks.jsonl').write_text('\n'.join(lines) + '\n')
     out = tmp_path / 'out.jsonl'
     command = [
         sys.executable, '-m', 'lagent', 'batch', 'tasks.jsonl', '--out', 'out.jsonl', '--workers', '2',
-        '--ray', cluster.address, '--tools', 'calculator', '--max-turn', '1', '--max-new-tokens', '16',
+        '--ray', cluster.address, '--tools', 'calculator', '--max-turn', '1', '--max-new-tokens', '12',
         '--temperature', '0', '--no-progress',
     ]  # fmt: skip
     batch = subprocess.Popen(
