@@ -86,7 +86,7 @@ def run_batch_command(args: argparse.Namespace) -> int:
     say(
         f'lagent batch: {summary.total} tasks: {summary.done} done, {summary.skipped} already in {args.out}, '
         f'{len(summary.failed)} failed; {summary.retried} restarted after their worker was lost '
-        f'({summary.workers_lost} workers lost), {summary.seconds:.1f}s'
+        f'({summary.workers_lost} worker{"" if summary.workers_lost == 1 else "s"} lost), {summary.seconds:.1f}s'
     )
     for task_id, reason in summary.failed.items():
         note(f'lagent: task {json.dumps(task_id)} failed: {reason}')

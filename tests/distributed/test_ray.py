@@ -75,7 +75,7 @@ def test_a_batch_on_the_embedded_model_survives_a_worker_killed_mid_run(cluster:
             batch.wait(10)
     assert batch.returncode == 0, stderr
     assert f'lagent batch: {count} tasks: {count} done, 0 already in out.jsonl, 0 failed' in stdout
-    assert '(1 workers lost)' in stdout
+    assert '(1 worker lost)' in stdout
     restarted = int(stdout.split(' restarted after')[0].rsplit(' ', 1)[1])
     assert restarted >= 1  # the task the killed worker held (or was handed) ran again elsewhere
     records = assert_each_id_once(out, set(range(count)))
