@@ -107,18 +107,18 @@ class IPythonInteractive(IPythonInterpreter):
     ):
         if max_out_len >= 0:
             options.setdefault('max_output_chars', max_out_len)
-        super().__init__(timeout=timeout, **options)
-        BaseAction.__init__(self, description, parser, enable, name=options.get('name'))
+        super().__init__(timeout=timeout, description=description, parser=parser, enable=enable, **options)
 
-    def run(self, command: str) -> ActionReturn:
+    def run(self, command: str, timeout: float | None = None) -> ActionReturn:
         """Run Python code in a persistent session and return what it printed and
         the value of its last expression. Variables, imports and functions defined
         in earlier calls are available.
 
         Args:
             command: The Python code.
+            timeout: Seconds this cell may take (at most the session's own limit).
         """
-        return super().run(extract_code(command))
+        return super().run(extract_code(command), timeout)
 
     def exec(self, code: str) -> ExecutionResult:
         """Run a cell; return lagent 0.2's :class:`ExecutionResult`."""

@@ -10,7 +10,7 @@ from typing import Any
 from lagent.cli._common import build_engine, note, positive_int, say
 from lagent.schema import ActionStatusCode, AgentStatusCode
 
-__all__ = ['TOOLS', 'add_parser', 'make_tools', 'run_agent', 'show_agent_event']
+__all__ = ['TOOLS', 'add_agent_options', 'add_parser', 'make_tools', 'run_agent', 'show_agent_event']
 
 TOOLS = ('calculator', 'python')
 
@@ -27,14 +27,19 @@ def add_parser(commands: Any, engine: argparse.ArgumentParser) -> None:
             'allowed turn, or gave an empty reply), exits 1 after one "lagent: no answer: ..." line on stderr.'
         ),
     )
-    agent.add_argument(
+    add_agent_options(agent)
+    agent.add_argument('prompt', metavar='PROMPT', help='the task for the agent')
+    agent.set_defaults(handler=run_agent)
+
+
+def add_agent_options(parser: argparse.ArgumentParser) -> None:
+    """Add the options that configure the agent (also used by ``lagent batch``)."""
+    parser.add_argument(
         '--tools',
         default='calculator,python',
         help=f'comma-separated tools to give the agent, among {", ".join(TOOLS)} (default: %(default)s)',
     )
-    agent.add_argument('--max-turn', type=positive_int, default=4, help='most model turns (default: %(default)s)')
-    agent.add_argument('prompt', metavar='PROMPT', help='the task for the agent')
-    agent.set_defaults(handler=run_agent)
+    parser.add_argument('--max-turn', type=positive_int, default=4, help='most model turns (default: %(default)s)')
 
 
 def run_agent(args: argparse.Namespace) -> int:

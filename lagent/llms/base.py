@@ -38,6 +38,7 @@ import asyncio
 import functools
 import logging
 import threading
+import warnings
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -121,6 +122,7 @@ class BaseLLM:
         **gen_params: Any,
     ):
         self.path = path
+        self._warned_untemplated = False
         self.template: MetaTemplate | ChatTemplate | None = None
         template_stop_words: tuple[str, ...] = ()
         if meta_template is not None and chat_template is not None:
@@ -283,6 +285,14 @@ class BaseLLM:
             return self._messages_request([item.to_openai() for item in items], tool_list, choice)
         if tool_list:
             raise ValueError(f'{type(self).__name__} has no native tools; give it a chat_template that renders them')
+        if not self._warned_untemplated:
+            self._warned_untemplated = True
+            warnings.warn(
+                f'{type(self).__name__} has no template: the messages are joined into one prompt without roles. '
+                "Give it meta_template=... (e.g. 'chatml') or chat_template=... to render them as the model expects.",
+                UserWarning,
+                stacklevel=3,
+            )
         return LLMRequest(prompt=join_contents(inputs))
 
     def _messages_request(

@@ -37,6 +37,8 @@ class EngineSpec:
     """The pip extra that installs its library (``pip install "lagent[extra]"``)."""
     summary: str = ''
     """What it runs, in a few words (the docs table)."""
+    needs_cuda: bool = False
+    """Whether it runs only with a CUDA device."""
 
     @property
     def class_name(self) -> str:
@@ -95,12 +97,14 @@ ENGINES: list[EngineSpec] = [
         'lagent.llms.lmdeploy_pipeline:LMDeployPipeline',
         extra='lmdeploy',
         summary='lmdeploy pipeline in process (CUDA)',
+        needs_cuda=True,
     ),
     EngineSpec(
         'lmdeploy-server',
         'lagent.llms.lmdeploy_server:LMDeployServer',
         extra='lmdeploy',
-        summary='`lmdeploy serve api_server` as a child process',
+        summary='`lmdeploy serve api_server` as a child process (CUDA)',
+        needs_cuda=True,
     ),
     EngineSpec(
         'lmdeploy-client',
@@ -130,6 +134,12 @@ ENGINES: list[EngineSpec] = [
         url_keyword='api_base',
         model_keyword='model_type',
         summary="`OpenAICompatible` with the original lagent's keywords",
+    ),
+    EngineSpec(
+        'router',
+        'lagent.llms.router:Router',
+        model_keyword=None,
+        summary='several engines as one: least-in-flight, failover, circuit breaker',
     ),
     EngineSpec(
         'scripted',

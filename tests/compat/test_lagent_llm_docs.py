@@ -184,7 +184,9 @@ def check_stream(namespace: dict[str, object], capsys: pytest.CaptureFixture[str
 @pytest.mark.slow
 def test_triton_client_snippets(triton_addr: str, capsys: pytest.CaptureFixture[str]) -> None:
     snippets = [TRITON_CLIENT, TRITON_GENERATE, STREAM_CHAT_TRITON]
-    namespace = run(snippets, {'Your service addr': triton_addr, "model_name='internlm2-chat-7b'": "model_name='ensemble'"})
+    namespace = run(
+        snippets, {'Your service addr': triton_addr, "model_name='internlm2-chat-7b'": "model_name='ensemble'"}
+    )
     check_stream(namespace, capsys)
     namespace['chatbot'].close()
 

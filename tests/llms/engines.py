@@ -14,11 +14,13 @@ import pytest
 
 from lagent.llms.scripted import ScriptedLLM
 
-ENGINES = ['scripted', 'llamacpp', 'hf', 'openai', 'lmdeploy_client', 'llamacpp_server', 'triton', 'triton_vllm']
-TOKEN_COUNTING_ENGINES: list[str] = ['llamacpp', 'hf', 'openai', 'lmdeploy_client', 'llamacpp_server']
-MESSAGES_ENGINES: list[str] = ['scripted', 'llamacpp', 'hf', 'openai', 'lmdeploy_client', 'llamacpp_server']
+ENGINES = [
+    'scripted', 'llamacpp', 'hf', 'openai', 'lmdeploy_client', 'llamacpp_server', 'triton', 'triton_vllm', 'router',
+]  # fmt: skip
+TOKEN_COUNTING_ENGINES: list[str] = ['llamacpp', 'hf', 'openai', 'lmdeploy_client', 'llamacpp_server', 'router']
+MESSAGES_ENGINES: list[str] = ['scripted', 'llamacpp', 'hf', 'openai', 'lmdeploy_client', 'llamacpp_server', 'router']
 """Engines that take conversations as messages (the model's own chat template applies)."""
-NATIVE_TOOL_ENGINES: list[str] = ['llamacpp', 'openai', 'lmdeploy_client', 'llamacpp_server']
+NATIVE_TOOL_ENGINES: list[str] = ['llamacpp', 'openai', 'lmdeploy_client', 'llamacpp_server', 'router']
 """Engines whose model returns structured tool calls (the scripted engine's replies are text)."""
 
 

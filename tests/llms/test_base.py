@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -460,3 +461,13 @@ def test_breaking_out_of_a_loop_closes_the_engines_source(method):
     for _ in getattr(llm, method)('x' if method != 'stream_chat' else MESSAGES):
         break
     assert llm.closed_sources == 1  # the dropped stream closed its source at once
+
+
+def test_joining_messages_without_a_template_warns_once_per_engine():
+    llm = PromptEngine()
+    with pytest.warns(UserWarning, match='has no template: the messages are joined'):
+        llm.chat(MESSAGES)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        llm.chat(MESSAGES)  # not again
+        PromptEngine(meta_template='chatml').chat(MESSAGES)  # never with a template
