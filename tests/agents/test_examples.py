@@ -49,3 +49,22 @@ def test_streaming_chat_example_replies_and_ends_on_an_empty_line() -> None:
     assert len(replies) == 2
     assert all(line.split('bot> ', 1)[1].strip() for line in replies)
     assert lines[-1].endswith('you> ')  # the empty line ended the loop
+
+
+@pytest.mark.slow
+def test_default_agent_answers_arithmetic_through_the_calculator() -> None:
+    """Three questions of benchmarks/agent_arithmetic.py, default settings, the embedded model."""
+    from lagent.actions import Calculator
+    from lagent.agents import FunctionCallAgent
+    from lagent.llms import default_llm
+
+    with default_llm() as llm:
+        for question, expected in [
+            ('What is 845 + 1277?', '2122'),
+            ('What is 612 - 389?', '223'),
+            ('What is 99 * 99?', '9801'),
+        ]:
+            result = FunctionCallAgent(llm, [Calculator()]).chat(question)
+            assert result.status.name == 'END', (question, result.errmsg)
+            assert [r.format_result() for r in result.tool_results] == [expected]
+            assert expected in result.answer, (question, result.answer)
