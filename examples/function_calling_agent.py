@@ -44,7 +44,7 @@ class StepPrinter:
         elif event.kind == 'tool_result':
             print(f'[tool result] {event.observation}')
         elif event.kind == 'final_answer':
-            print(f'[answer] {event.text} ({event.status.name})')
+            print(f'[answer {event.status.name}] {event.text}')
 
 
 def main(question: str) -> None:

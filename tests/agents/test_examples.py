@@ -35,8 +35,8 @@ def test_readme_example_answers_444_through_the_calculator() -> None:
     calls = [line for line in lines if line.startswith('[tool call] ')]
     assert calls == ['[tool call] Calculator {"expression": "37 * 12"}']
     assert '[tool result] 444' in lines
-    [answer] = [line for line in lines if line.startswith('[answer] ')]
-    assert answer.endswith('(END)') and '444' in answer
+    [answer] = [line for line in lines if line.startswith('[answer ')]
+    assert answer.startswith('[answer END] ') and '444' in answer
     assert lines.index(calls[0]) < lines.index('[tool result] 444') < lines.index(answer)
     streamed = [line for line in lines if line.startswith('[assistant] ')]
     assert streamed and '444' in streamed[-1]
