@@ -13,8 +13,13 @@ import pytest
 
 from lagent.llms.scripted import ScriptedLLM
 
-ENGINES = ['scripted', 'llamacpp', 'hf', 'openai', 'lmdeploy_client', 'triton', 'triton_vllm']
-TOKEN_COUNTING_ENGINES: list[str] = ['llamacpp', 'hf', 'openai', 'lmdeploy_client']
+ENGINES = [
+    'scripted', 'llamacpp', 'hf', 'openai', 'lmdeploy_client', 'lmdeploy_server', 'lmdeploy_pipeline', 'triton',
+    'triton_vllm',
+]  # fmt: skip
+TOKEN_COUNTING_ENGINES: list[str] = [
+    'llamacpp', 'hf', 'openai', 'lmdeploy_client', 'lmdeploy_server', 'lmdeploy_pipeline'
+]  # fmt: skip
 
 
 def _deterministic_reply(request: object) -> str:

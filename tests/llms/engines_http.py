@@ -1,5 +1,6 @@
-"""Contract-suite fixtures of the served engines, run against the real llama.cpp
-OpenAI-compatible server of the session (``llamacpp_url``)."""
+"""Contract-suite fixtures of the OpenAI-compatible engine, run against the real
+llama.cpp OpenAI-compatible server of the session (``llamacpp_url``); the lmdeploy
+engines are in ``engines_lmdeploy.py``."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from lagent.llms.lmdeploy_client import LMDeployClient
 from lagent.llms.openai_compatible import OpenAICompatible
 
 
@@ -28,8 +28,3 @@ def _maker(cls: type[OpenAICompatible], url: str) -> Iterator[Callable[..., Open
 @pytest.fixture
 def engine_openai(llamacpp_url: str) -> Iterator[Callable[..., OpenAICompatible]]:
     yield from _maker(OpenAICompatible, llamacpp_url)
-
-
-@pytest.fixture
-def engine_lmdeploy_client(llamacpp_url: str) -> Iterator[Callable[..., OpenAICompatible]]:
-    yield from _maker(LMDeployClient, llamacpp_url)
