@@ -17,6 +17,7 @@ logs, errors and reprs.
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import shutil
 import sys
@@ -122,10 +123,13 @@ def _option(flag: str, value: Any) -> list[str]:
 
 
 def no_cuda_reason(log: str) -> str | None:
-    """The line of an lmdeploy log saying that it found no CUDA device, if there is one."""
+    """What an lmdeploy log says about finding no CUDA device (the error, without
+    the logger's prefix), or ``None`` if it says nothing of the kind."""
     for line in reversed(log.splitlines()):
-        if any(marker in line for marker in NO_CUDA_MARKERS):
-            return line.strip()
+        for marker in NO_CUDA_MARKERS:
+            if marker in line:
+                found = re.search(r'(?:\w+(?:Error|Exception): )?' + re.escape(marker) + r'.*', line)
+                return found.group(0).strip() if found else marker
     return None
 
 

@@ -35,6 +35,18 @@ AGENT_RULES = [
 ]
 SERVE_OPTIONS = ('--model-name', MODEL_NAME, '--session-len', str(SESSION_LEN), '--tool-call-parser', TOOL_PARSER)
 
+SCRIPTED_NAME = 'scripted'
+WEATHER_CALL = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "%s"}}\n</tool_call>'
+PROTOCOL_RULES = [
+    {'when': '[[slow]]', 'reply': ' tick', 'forever': True, 'delay': 0.05},
+    {'when': '[[weather]]', 'reply': WEATHER_CALL % 'Paris'},
+    {'when': '[[two cities]]', 'reply': 'Checking both.\n' + WEATHER_CALL % 'Paris' + '\n' + WEATHER_CALL % 'Rome'},
+    {'when': '[[special]]', 'reply': 'Hi <|im_start|> there'},
+    {'when': '[[stop]]', 'reply': 'Alpha beta STOP_HERE gamma delta.'},
+    {'when': '[[long]]', 'reply': ' word', 'repeat': 3000},
+]
+"""The deterministic protocol cases of the scripted server (a marker in the prompt picks one)."""
+
 MakeEngine = Callable[..., BaseLLM]
 
 
@@ -62,6 +74,15 @@ def lmdeploy_model(lmdeploy_workdir: Path) -> Path:
 def lmdeploy_cpu_server(lmdeploy_command: Path, lmdeploy_model: Path, lmdeploy_workdir: Path) -> Iterator[CPUServer]:
     """lmdeploy's api_server on the CPU engine serving :func:`lmdeploy_model` as ``smollm2``."""
     with api_server(lmdeploy_command, lmdeploy_model, lmdeploy_workdir, *SERVE_OPTIONS) as server:
+        yield server
+
+
+@pytest.fixture(scope='session')
+def lmdeploy_scripted(lmdeploy_command: Path, lmdeploy_workdir: Path) -> Iterator[CPUServer]:
+    """lmdeploy's api_server on the CPU engine serving :data:`PROTOCOL_RULES` as ``scripted``."""
+    model = scripted_model(lmdeploy_workdir / 'protocol-script', PROTOCOL_RULES)
+    options = ('--model-name', SCRIPTED_NAME, '--tool-call-parser', TOOL_PARSER)
+    with api_server(lmdeploy_command, model, lmdeploy_workdir, *options) as server:
         yield server
 
 
