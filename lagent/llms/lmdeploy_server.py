@@ -252,9 +252,9 @@ class LMDeployServer(ChildServerMixin, LMDeployClient):
             if reason is None:
                 raise
             raise EngineUnavailableError(
-                f'LMDeployServer needs a CUDA device and lmdeploy found none ({reason}); without a GPU use '
-                'LlamaCpp or HFTransformer, or LMDeployClient against an lmdeploy server running elsewhere. '
-                f"lmdeploy's log: {self.process.log_path}"
+                f'lmdeploy found no CUDA device ({reason}), and LMDeployServer needs one; without a GPU use '
+                'LlamaCpp or HFTransformer, or LMDeployClient against an lmdeploy server running elsewhere '
+                f"(lmdeploy's log: {self.process.log_path})"
             ) from exc
 
 
