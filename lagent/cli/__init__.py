@@ -1,4 +1,4 @@
-"""The ``lagent`` command: ``chat``, ``agent`` and ``bench`` on any engine.
+"""The ``lagent`` command: ``chat``, ``agent``, ``bench`` and ``serve`` on any engine.
 
 Every command builds its engine the same way: ``--config FILE`` (see
 :func:`lagent.llms.config.build_llm`) and/or ``--backend`` with ``--model``,
@@ -22,7 +22,7 @@ from lagent.errors import LLMError
 
 __all__ = ['build_parser', 'main']
 
-_COMMANDS = ('chat', 'agent', 'bench')
+_COMMANDS = ('chat', 'agent', 'bench', 'serve')
 
 
 def main(argv: Sequence[str] | None = None) -> int:
