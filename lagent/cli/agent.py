@@ -13,7 +13,6 @@ from lagent.schema import ActionStatusCode, AgentStatusCode
 __all__ = ['add_parser', 'make_tools', 'run_agent', 'show_agent_event']
 
 
-
 def add_parser(commands: Any, engine: argparse.ArgumentParser) -> None:
     """Add the ``agent`` subcommand."""
     agent = commands.add_parser(

@@ -345,21 +345,33 @@ async def stream_answer(request: web.Request, source: AsyncIterator[T], answer: 
     async with BatchReader(source) as reader:
         batch = await reader.take()
         response = await open_event_stream(request)
-        while batch:
-            data = answer.render(batch)
-            if data:
-                await response.write(data)
-            try:
-                batch = await reader.take()
-            except Exception as exc:
-                error = api_error_from(exc)
-                logger.warning('%s %s failed mid-stream: %s', request.method, request.path, error.message)
-                await response.write(ChunkEncoder.error(error))
-                await response.write_eof()
-                return response
+        try:
+            while batch:
+                data = answer.render(batch)
+                if data:
+                    await response.write(data)
+                try:
+                    batch = await reader.take()
+                except Exception as exc:  # the engine or agent failed
+                    error = api_error_from(exc)
+                    logger.warning('%s %s failed mid-stream: %s', request.method, request.path, error.message)
+                    await _end_with_error(response, error)
+                    return response
+        except asyncio.CancelledError:
+            if request.app[STATE_KEY].draining:  # cut short by the shutdown, not by the client: say so
+                with contextlib.suppress(Exception):
+                    await _end_with_error(
+                        response, APIError(503, 'the server shut down before the answer was complete')
+                    )
+            raise
         await response.write(answer.closing() + DONE)
         await response.write_eof()
     return response
+
+
+async def _end_with_error(response: web.StreamResponse, error: APIError) -> None:
+    await response.write(ChunkEncoder.error(error))
+    await response.write_eof()
 
 
 class _Answer(Generic[T]):

@@ -13,8 +13,8 @@ import pytest
 
 from lagent.llms.scripted import ScriptedLLM
 
-ENGINES = ['scripted', 'llamacpp', 'hf', 'openai', 'lmdeploy_client', 'triton', 'triton_vllm']
-TOKEN_COUNTING_ENGINES: list[str] = ['llamacpp', 'hf', 'openai', 'lmdeploy_client']
+ENGINES = ['scripted', 'llamacpp', 'hf', 'openai', 'lmdeploy_client', 'triton', 'triton_vllm', 'served']
+TOKEN_COUNTING_ENGINES: list[str] = ['llamacpp', 'hf', 'openai', 'lmdeploy_client', 'served']
 
 
 def _deterministic_reply(request: object) -> str:
