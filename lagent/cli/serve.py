@@ -4,7 +4,9 @@ OpenAI-compatible API with a chat page."""
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +97,8 @@ def run_serve(args: argparse.Namespace) -> int:
         setup = load_serve_config(file_config)
     else:
         setup = _one_engine(args)
+    if not args.debug:
+        _log_server_events()
     keys = [*args.api_key, *(key.strip() for key in os.environ.get(API_KEYS_ENV, '').split(',') if key.strip())]
     with setup:
         server = Server(
@@ -140,6 +144,15 @@ def served_name(llm: BaseLLM, backend: str) -> str:
         return backend
     name = Path(llm.path).name
     return name.removesuffix('.gguf') or backend
+
+
+def _log_server_events() -> None:
+    """Show the server's own events (start, shutdown, failures) on stderr; ``--debug`` shows everything."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter('lagent serve: %(message)s'))
+    logger = logging.getLogger('lagent.serve')
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
 
 
 def _port(text: str) -> int:

@@ -409,10 +409,8 @@ class ChunkEncoder:
 
     @staticmethod
     def error(error: APIError) -> bytes:
-        """An in-band error event (the stream ends after it, without ``[DONE]``)."""
-        body = error.body()
-        body['error']['code'] = error.code or error.status
-        return ChunkEncoder.event(body)
+        """An in-band error event, in the error format of HTTP errors (the stream ends after it, without ``[DONE]``)."""
+        return ChunkEncoder.event(error.body())
 
 
 DONE = b'data: [DONE]\n\n'

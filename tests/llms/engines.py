@@ -15,6 +15,8 @@ from lagent.llms.scripted import ScriptedLLM
 
 ENGINES = ['scripted', 'llamacpp', 'hf', 'openai', 'lmdeploy_client', 'triton', 'triton_vllm', 'served']
 TOKEN_COUNTING_ENGINES: list[str] = ['llamacpp', 'hf', 'openai', 'lmdeploy_client', 'served']
+AGENT_ENGINES = [name for name in ENGINES if name != 'served']
+"""Engines the agents are run on: 'served' is llamacpp behind ``lagent serve`` (its agents: tests/serve)."""
 
 
 def _deterministic_reply(request: object) -> str:
