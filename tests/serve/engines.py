@@ -1,4 +1,4 @@
-"""An in-process engine for server tests whose generation can be watched:
+"""Engines for server tests. ``TickingLLM``: an in-process engine whose generation can be watched:
 it yields ``'tick '`` at a fixed pace and records how many ticks it produced
 and when its stream was closed. It runs through the real engine machinery
 (parameters, stop words, the worker thread of ``astream``); only the model is
@@ -15,9 +15,17 @@ from collections.abc import Iterator
 from typing import Any
 
 from lagent.llms.base import BaseLLM
-from lagent.schema import Chunk, GenerationParams, Usage
+from lagent.schema import Chunk, FunctionCall, GenerationParams, ToolCall, Usage
 
 TICK = 'tick '
+
+
+def calculator_script(messages: Any) -> Any:
+    """A ``ScriptedLLM`` reply: a model that calls the calculator, then answers with its result."""
+    last = messages[-1]
+    if last['role'] == 'tool':
+        return f'37 * 12 is {last["content"]}.'
+    return ToolCall(id='call_1', function=FunctionCall(name='Calculator', arguments='{"expression": "37 * 12"}'))
 
 
 class TickingLLM(BaseLLM):

@@ -15,21 +15,13 @@ import requests
 from lagent.actions import Calculator
 from lagent.errors import EngineUnavailableError
 from lagent.llms import ScriptedLLM
-from lagent.schema import Chunk, FunctionCall, ToolCall, ToolCallDelta, Usage
+from lagent.schema import Chunk, ToolCallDelta, Usage
 from lagent.serve import ServedAgent, Server
 from lagent.serve.protocol import merge_chunks
-from tests.serve.engines import TICK, TickingLLM
+from tests.serve.engines import TICK, TickingLLM, calculator_script
 from tests.serve.wire import AUTH, KEY, chat, content_of, events_of, post, user
 
 REPLY = 'The sea is wide, and the sea is deep.'
-
-
-def calculator_script(messages: Any) -> Any:
-    """A model that calls the calculator, then answers with its result."""
-    last = messages[-1]
-    if last['role'] == 'tool':
-        return f'37 * 12 is {last["content"]}.'
-    return ToolCall(id='call_1', function=FunctionCall(name='Calculator', arguments='{"expression": "37 * 12"}'))
 
 
 def unavailable(request: Any) -> str:
