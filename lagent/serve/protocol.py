@@ -322,6 +322,11 @@ def merge_chunks(chunks: Sequence[Chunk]) -> Chunk:
     the same tool call joined, the last finish reason and usage."""
     if len(chunks) == 1:
         return chunks[0]
+    for chunk in chunks:
+        if chunk.finish_reason is not None or chunk.usage is not None or chunk.tool_calls:
+            break
+    else:  # text only: the common case, kept cheap
+        return Chunk(''.join([chunk.text for chunk in chunks]))
     texts = []
     finish = usage = None
     calls: list[ToolCallDelta] = []

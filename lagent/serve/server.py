@@ -8,7 +8,7 @@ import contextlib
 import logging
 import signal
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -16,7 +16,7 @@ from aiohttp import web
 from lagent.serve.app import ServerState, create_app
 from lagent.serve.models import ModelRegistry, Served
 
-__all__ = ['Server']
+__all__ = ['Server', 'ServerThread']
 
 logger = logging.getLogger(__name__)
 
@@ -189,46 +189,67 @@ class Server:
                 loop.remove_signal_handler(signum)
             await self.stop(0)
 
-    @contextlib.contextmanager
-    def run_in_thread(self, host: str = '127.0.0.1', port: int = 0) -> Iterator[str]:
-        """Serve from a background thread while the ``with`` block runs; stop gracefully on exit.
+    def run_in_thread(self, host: str = '127.0.0.1', port: int = 0) -> ServerThread:
+        """Serve from a background thread (its own event loop), starting now.
 
         Args:
             host: The address to listen on.
             port: The port (default ``0``: any free port).
 
-        Yields:
-            The base URL clients use.
+        Returns:
+            The running server: its ``url``, and ``stop()`` to stop it gracefully.
+            As a context manager it gives the URL and stops the server on exit.
+
+        Raises:
+            OSError: The address cannot be listened on.
         """
-        loop = asyncio.new_event_loop()
+        return ServerThread(self, host, port)
+
+
+class ServerThread:
+    """A :class:`Server` running in a background thread; see :meth:`Server.run_in_thread`."""
+
+    def __init__(self, server: Server, host: str, port: int):
+        self.server = server
+        self._loop = asyncio.new_event_loop()
         started = threading.Event()
         outcome: dict[str, Any] = {}
 
         def main() -> None:
-            asyncio.set_event_loop(loop)
+            asyncio.set_event_loop(self._loop)
             try:
-                outcome['url'] = loop.run_until_complete(self.start(host, port))
-            except BaseException as exc:  # raised by the caller
+                outcome['url'] = self._loop.run_until_complete(server.start(host, port))
+            except BaseException as exc:  # raised by the constructor, in the caller's thread
                 outcome['error'] = exc
                 started.set()
-                loop.close()
+                self._loop.close()
                 return
             started.set()
             try:
-                loop.run_forever()
-                loop.run_until_complete(self.stop())
-                loop.run_until_complete(loop.shutdown_asyncgens())
+                self._loop.run_forever()
+                self._loop.run_until_complete(server.stop())
+                self._loop.run_until_complete(self._loop.shutdown_asyncgens())
             finally:
-                loop.close()
+                self._loop.close()
 
-        thread = threading.Thread(target=main, name='lagent-serve', daemon=True)
-        thread.start()
+        self._thread = threading.Thread(target=main, name='lagent-serve', daemon=True)
+        self._thread.start()
         started.wait()
         if 'error' in outcome:
-            thread.join()
+            self._thread.join()
             raise outcome['error']
-        try:
-            yield outcome['url']
-        finally:
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join()
+        self.url: str = outcome['url']
+        """The base URL clients use."""
+
+    def stop(self) -> None:
+        """Stop the server gracefully (see :meth:`Server.stop`) and wait for its thread; twice is fine."""
+        if self._thread.is_alive():
+            with contextlib.suppress(RuntimeError):  # the loop has already closed
+                self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
+
+    def __enter__(self) -> str:
+        return self.url
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()

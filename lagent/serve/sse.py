@@ -101,9 +101,15 @@ class BatchReader(Generic[T]):
         await self.aclose()
 
 
+class _EventStream(web.StreamResponse):
+    # aiohttp's own switch (its whole-body Response sets it too): the headers leave with the
+    # first event, in one packet, rather than alone a moment before it
+    _send_headers_immediately = False
+
+
 async def open_event_stream(request: web.Request) -> web.StreamResponse:
-    """Start an event-stream response (status 200, chunked) and send its headers."""
-    response = web.StreamResponse(status=200, headers=_HEADERS)
+    """Start an event-stream response (status 200, chunked); its headers go with the first write."""
+    response = _EventStream(status=200, headers=_HEADERS)
     response.enable_chunked_encoding()
     await response.prepare(request)
     return response

@@ -15,7 +15,7 @@ from lagent.actions import Calculator
 from lagent.llms import ScriptedLLM
 from lagent.serve import ServedAgent, Server
 from tests.serve.engines import TICK, TickingLLM, calculator_script
-from tests.serve.served import AGENT, API_KEY, REPO, Served
+from tests.serve.served import REPO
 
 ARTIFACTS = REPO / 'artifacts' / 'serve'
 CHROMIUM = shutil.which('chromium')
@@ -132,18 +132,6 @@ def test_errors_are_shown(page: Page, url: str) -> None:
     expect(error).to_contain_text('incorrect API key')
     expect(page.locator('.msg.assistant .note')).to_have_text('(failed)')
     screenshot(page, 'error')
-
-
-@pytest.mark.slow
-def test_the_real_model_behind_lagent_serve(page: Page, served_smollm2: Served) -> None:
-    open_chat(page, served_smollm2.url, API_KEY, AGENT)
-    ask(page, 'What is 37 * 12?')
-    answer = page.locator('.msg.assistant').last
-    expect(answer.locator('.step.tool-call')).to_contain_text('Calculator', timeout=180_000)
-    expect(answer.locator('.step.tool-result')).to_be_visible(timeout=180_000)
-    expect(answer).to_have_class('msg assistant', timeout=180_000)  # done streaming
-    assert answer.locator('.text').text_content().strip()
-    screenshot(page, 'smollm2-agent')
 
 
 def test_artifacts_folder_is_ignored_by_git() -> None:
