@@ -63,13 +63,6 @@ class TickingLLM(BaseLLM):
         finally:
             self.closed.set()
 
-    # the hooks, as the engine contract names them (prompt and messages paths, or one request hook)
-    def _stream_prompt(self, prompt: str, params: GenerationParams) -> Iterator[Chunk]:
-        return self._ticks(params)
-
-    def _stream_messages(self, messages: Any, params: GenerationParams, **tools: Any) -> Iterator[Chunk]:
-        return self._ticks(params)
-
     def _stream(self, request: Any, params: GenerationParams) -> Iterator[Chunk]:
         return self._ticks(params)
 
