@@ -210,7 +210,7 @@ def _http_error(request: web.Request, exc: web.HTTPException) -> APIError:
         return APIError(405, f'{request.method} is not allowed on {request.path}', code='method_not_allowed')
     if exc.status == 413:
         return APIError(413, f'the request body is too large ({exc.text})', code='body_too_large')
-    return APIError(exc.status, exc.text or exc.reason, headers={'Retry-After': '1'} if exc.status == 429 else None)
+    return APIError(exc.status, exc.text or exc.reason)
 
 
 # ---------------------------------------------------------------------- routes

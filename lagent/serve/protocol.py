@@ -95,6 +95,7 @@ class _GenerationRequest(BaseModel):
     """Drop special tokens when decoding (an lmdeploy/vLLM extension)."""
     user: str | None = None
     """An end-user id; accepted and not used."""
+    # OpenAI fields accepted at their neutral value only (see ``check``)
     frequency_penalty: float | None = None
     presence_penalty: float | None = None
     logprobs: Any = None

@@ -68,6 +68,13 @@ def test_config_errors_name_the_entry_at_fault(config: dict, message: str) -> No
         load_serve_config(config)
 
 
+def test_a_yaml_serve_config(tmp_path: Path) -> None:
+    path = tmp_path / 'serve.yaml'
+    path.write_text('models:\n  echo:\n    type: ScriptedLLM\n    replies: [Hi]\nagents:\n  calc:\n    llm: echo\n')
+    with load_serve_config(path) as config:
+        assert list(config.models) == ['echo', 'calc']
+
+
 def test_tools_by_name_builtins_and_imported() -> None:
     calculator, function = tools_by_name(['calculator', 'lagent.actions.calculator:Calculator'])
     assert type(calculator).__name__ == type(function).__name__ == 'Calculator'

@@ -113,7 +113,7 @@ async def test_a_wrong_key_raises_authentication_error(served_smollm2: Served) -
 async def test_256_concurrent_streams_all_succeed(async_client: openai.AsyncOpenAI) -> None:
     async def one(index: int) -> str:
         stream = await async_client.chat.completions.create(
-            model=ENGINE, messages=[{'role': 'user', 'content': 'Say hi.'}], stream=True, temperature=0, max_tokens=2
+            model=ENGINE, messages=[{'role': 'user', 'content': 'Say hi.'}], stream=True, temperature=0, max_tokens=1
         )
         text, finish = '', None
         async for chunk in stream:
