@@ -24,7 +24,7 @@ served: this process and the server's), which the machine's load does not change
 Targets: served tokens/s >= 0.9x in process (both measurements); added TTFT p50 <= 5 ms.
 The process exits 1 when a target is missed.
 
-Run: ``python benchmarks/serve_throughput.py [--tokens 20000] [--streams 16] [--requests 200] [--repeats 9]``
+Run: ``python benchmarks/serve_throughput.py [--tokens 10000] [--streams 16] [--requests 200] [--repeats 15]``
 (it starts and stops its own server on a free loopback port).
 """
 
@@ -173,8 +173,8 @@ async def main(args: argparse.Namespace) -> int:
 
 if __name__ == '__main__':
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--tokens', type=int, default=20_000, help='tokens of the single stream')
+    parser.add_argument('--tokens', type=int, default=10_000, help='tokens of the single stream')
     parser.add_argument('--streams', type=int, default=16, help='concurrent streams (of --tokens / 4 tokens each)')
     parser.add_argument('--requests', type=int, default=200, help='requests for the time to first token')
-    parser.add_argument('--repeats', type=int, default=9, help='runs per measurement')
+    parser.add_argument('--repeats', type=int, default=15, help='runs per measurement')
     sys.exit(asyncio.run(main(parser.parse_args())))
