@@ -12,6 +12,14 @@ the agent's own events. This package needs only lagent's core dependencies.
 from lagent.serve.client import AgentClient, AsyncAgentClient
 from lagent.serve.config import ServeConfig, load_serve_config
 from lagent.serve.models import ServedAgent
-from lagent.serve.server import Server
+from lagent.serve.server import Server, ServerThread
 
-__all__ = ['AgentClient', 'AsyncAgentClient', 'ServeConfig', 'ServedAgent', 'Server', 'load_serve_config']
+__all__ = [
+    'AgentClient',
+    'AsyncAgentClient',
+    'ServeConfig',
+    'ServedAgent',
+    'Server',
+    'ServerThread',
+    'load_serve_config',
+]
