@@ -10,7 +10,7 @@ from typing import Any
 from lagent.cli._common import build_engine, note, positive_int, say
 from lagent.schema import ActionStatusCode, AgentStatusCode
 
-__all__ = ['add_parser', 'make_tools', 'run_agent', 'show_agent_event']
+__all__ = ['add_agent_options', 'add_parser', 'make_tools', 'run_agent', 'show_agent_event']
 
 
 def add_parser(commands: Any, engine: argparse.ArgumentParser) -> None:
@@ -21,15 +21,20 @@ def add_parser(commands: Any, engine: argparse.ArgumentParser) -> None:
         help='run the function-calling agent with tools',
         description='Run the function-calling agent on PROMPT and show each step as it happens.',
     )
-    agent.add_argument(
+    add_agent_options(agent)
+    agent.add_argument('prompt', metavar='PROMPT', help='the task for the agent')
+    agent.set_defaults(handler=run_agent)
+
+
+def add_agent_options(parser: argparse.ArgumentParser) -> None:
+    """Add the options that configure the agent (also used by ``lagent batch``)."""
+    parser.add_argument(
         '--tools',
         default='calculator,python',
         help='comma-separated tools to give the agent: calculator, python, or package.module:attribute '
         '(default: %(default)s)',
     )
-    agent.add_argument('--max-turn', type=positive_int, default=4, help='most model turns (default: %(default)s)')
-    agent.add_argument('prompt', metavar='PROMPT', help='the task for the agent')
-    agent.set_defaults(handler=run_agent)
+    parser.add_argument('--max-turn', type=positive_int, default=4, help='most model turns (default: %(default)s)')
 
 
 def run_agent(args: argparse.Namespace) -> int:
