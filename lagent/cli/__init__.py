@@ -1,4 +1,4 @@
-"""The ``lagent`` command: ``chat``, ``agent``, ``bench`` and ``batch`` on any engine.
+"""The ``lagent`` command: ``chat``, ``agent``, ``bench``, ``batch`` and ``serve`` on any engine.
 
 Every command builds its engine the same way: ``--config FILE`` (see
 :func:`lagent.llms.config.build_llm`) and/or ``--backend`` with ``--model``,
@@ -24,7 +24,7 @@ from lagent.errors import LLMError
 
 __all__ = ['build_parser', 'main']
 
-_COMMANDS = ('chat', 'agent', 'bench', 'batch')
+_COMMANDS = ('chat', 'agent', 'bench', 'batch', 'serve')
 
 
 def main(argv: Sequence[str] | None = None) -> int:
