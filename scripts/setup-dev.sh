@@ -37,3 +37,7 @@ py="$venv/bin/python"
 "$py" -m pip install --quiet torch==2.13.0
 "$py" -m pip install --quiet -e ".[all,test]"
 "$py" -m pip install --quiet --no-deps "lmdeploy==$LMDEPLOY_VERSION" "${LMDEPLOY_DEPS[@]}"
+# The chat page of `lagent serve` is tested in a real headless Chromium: Debian's, driven by Playwright
+# (which must never download a browser of its own).
+command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+    chromium fonts-dejavu-core >/dev/null; } || echo "warning: chromium could not be installed; the chat page tests fail"

@@ -16,6 +16,7 @@ pytest_plugins = [
     'tests.llms.engines_http',
     'tests.llms.engines_lmdeploy',
     'tests.llms.engines_triton',
+    'tests.serve.served',
 ]
 
 

@@ -3,10 +3,10 @@ suites: ``LMDeployClient`` against lmdeploy's real api_server, ``LMDeployServer`
 launching lmdeploy's real command line, ``LMDeployPipeline`` on lmdeploy's real
 ``Pipeline`` — all on the CPU engine of ``tests/fixtures/lmdeploy_cpu.py``.
 
-The model is SmolLM2 through llama.cpp, plus a two-rule script for the agent
-suite's question (``What is 37 * 12?``): the first turn is a tool call in the
-format of lmdeploy's ``qwen`` tool parser, the turn after the tool's result is
-the answer. SmolLM2's chat template ignores ``tools`` (so the model alone never
+The model is SmolLM2 through llama.cpp, plus a script for the questions that
+need a tool call: the contract suite's forced ``get_weather`` call, and the agent
+suite's ``What is 37 * 12?`` (first a tool call, after the tool's result the
+answer), each call in the format of lmdeploy's ``qwen`` tool parser. SmolLM2's chat template ignores ``tools`` (so the model alone never
 calls one, and lmdeploy does not force a named ``tool_choice``); the script is
 what makes lmdeploy's tool-call parsing run end to end.
 """
@@ -27,6 +27,10 @@ MODEL_NAME = 'smollm2'
 SESSION_LEN = 2048
 TOOL_PARSER = 'qwen'
 AGENT_RULES = [
+    {
+        'when': 'What is the weather in Paris?',
+        'reply': '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>',
+    },
     {'when': '444', 'reply': 'The answer is 444.'},
     {
         'when': '37 * 12',
