@@ -82,6 +82,7 @@ def lmdeploy_command(
 
     Raises:
         TypeError: A ``serve_cfg`` value that has no command-line form.
+        ValueError: An empty command.
     """
     prefix = [executable] if isinstance(executable, str) else list(executable)
     if not prefix:
@@ -187,6 +188,7 @@ class LMDeployServer(ChildServerMixin, LMDeployClient):
     Raises:
         MissingExtraError: The ``lmdeploy`` command is not installed (the default command only).
         TypeError: A ``serve_cfg`` value that has no command-line form.
+        ValueError: An empty ``command``.
         EngineUnavailableError: lmdeploy found no CUDA device where it ran.
         EngineStartError: The port is taken, the command cannot run, or the
             server exited or was not ready in time (the message quotes the end
@@ -262,7 +264,4 @@ def _resolve_command(command: str | Sequence[str]) -> list[str]:
     """The command as an argv prefix; the default ``lmdeploy`` is looked up as :func:`find_lmdeploy` does."""
     if command == DEFAULT_COMMAND:
         return [find_lmdeploy()]
-    argv = shlex.split(command) if isinstance(command, str) else [str(part) for part in command]
-    if not argv:
-        raise ValueError('command must not be empty')
-    return argv
+    return shlex.split(command) if isinstance(command, str) else [str(part) for part in command]

@@ -239,6 +239,8 @@ def test_bad_option_is_refused_by_the_cli(lmdeploy_command: Path, tmp_path: Path
 def test_command_that_cannot_run(tmp_path: Path) -> None:
     with pytest.raises(EngineStartError, match='cannot run'):
         LMDeployServer('scripted', command=[str(tmp_path / 'no-such-lmdeploy')])
+    with pytest.raises(ValueError, match='must not be empty'):
+        LMDeployServer('scripted', command='')
 
 
 def test_port_taken(lmdeploy_command: Path) -> None:
