@@ -206,12 +206,44 @@ class ChatTemplate:
 
 def _template_message(message: Message, index: int, image_placeholder: str | None) -> dict[str, Any]:
     """The message as an OpenAI dict; ``content`` is kept when null (templates test ``is none``),
-    and a list content becomes text when images have a placeholder."""
+    a list content becomes text when images have a placeholder, and tool-call arguments
+    are :class:`_Arguments`."""
     data = message.to_openai()
     data.setdefault('content', None)
     if image_placeholder is not None and isinstance(message.content, list):
         data['content'] = content_text(message.content, image_placeholder, message_index=index)
+    for call in data.get('tool_calls') or ():
+        call['function']['arguments'] = _Arguments.of(call['function']['arguments'])
     return data
+
+
+class _Arguments(dict):
+    """Tool-call arguments for a template, both ways templates read them: as an object
+    (``arguments | tojson``, ``arguments.items()``: Qwen, Llama 3.1, Mistral) and as the
+    JSON text the model wrote (``'...' + arguments``, ``{{ arguments }}``: DeepSeek)."""
+
+    text: str
+
+    @classmethod
+    def of(cls, text: str) -> Any:
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            return text
+        if not isinstance(value, dict):
+            return text
+        arguments = cls(value)
+        arguments.text = text
+        return arguments
+
+    def __str__(self) -> str:
+        return self.text
+
+    def __add__(self, other: Any) -> Any:
+        return self.text + other if isinstance(other, str) else NotImplemented
+
+    def __radd__(self, other: Any) -> Any:
+        return other + self.text if isinstance(other, str) else NotImplemented
 
 
 def _token_text(token: Any) -> str:
