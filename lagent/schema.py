@@ -190,6 +190,12 @@ class Message(BaseModel):
     tool_call_id: str | None = None
     """For a ``tool`` message: the id of the call it answers."""
 
+    @model_validator(mode='after')
+    def _has_content(self) -> Message:
+        if self.content is None and not self.tool_calls:
+            raise ValueError(f'a {self.role!r} message needs content (only an assistant tool call may have none)')
+        return self
+
     @property
     def text(self) -> str:
         """The text of the content: parts of type ``text`` joined, ``''`` for none."""

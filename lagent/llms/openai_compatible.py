@@ -11,12 +11,10 @@ from typing import Any
 from lagent.errors import EngineUnavailableError, StreamError
 from lagent.llms.base import BaseLLM, LLMRequest
 from lagent.llms.http import EventParser, HTTPTransport
-from lagent.schema import Chunk, GenerationParams, Response, ToolCallDelta, Usage
+from lagent.llms.results import finish_reason, openai_tool_deltas, openai_usage
+from lagent.schema import Chunk, GenerationParams
 
 __all__ = ['GPTAPI', 'OpenAICompatible']
-
-# finish reasons some servers use, in OpenAI's words
-_FINISH_REASONS = {'function_call': 'tool_calls', 'eos_token': 'stop', 'eos': 'stop', 'max_tokens': 'length'}
 
 
 class OpenAICompatible(BaseLLM):
@@ -144,59 +142,19 @@ class OpenAICompatible(BaseLLM):
 
     # ------------------------------------------------------------------ hooks
 
-    def _stream_prompt(self, prompt: str, params: GenerationParams) -> Iterator[Chunk]:
-        return self._stream(LLMRequest(prompt=prompt), params)
-
-    def _stream_messages(
-        self,
-        messages: list[dict[str, Any]],
-        params: GenerationParams,
-        *,
-        tools: list[dict[str, Any]] | None = None,
-        tool_choice: str | dict[str, Any] | None = None,
-    ) -> Iterator[Chunk]:
-        return self._stream(LLMRequest(messages=messages, tools=tools, tool_choice=tool_choice), params)
-
-    def _astream_prompt(self, prompt: str, params: GenerationParams) -> AsyncIterator[Chunk]:
-        return self._astream(LLMRequest(prompt=prompt), params)
-
-    def _astream_messages(
-        self,
-        messages: list[dict[str, Any]],
-        params: GenerationParams,
-        *,
-        tools: list[dict[str, Any]] | None = None,
-        tool_choice: str | dict[str, Any] | None = None,
-    ) -> AsyncIterator[Chunk]:
-        return self._astream(LLMRequest(messages=messages, tools=tools, tool_choice=tool_choice), params)
-
-    def _complete(self, request: LLMRequest, params: GenerationParams) -> Response:
-        path, parse, _ = _endpoint(request)
-        body = self._body(self.model_name, request, params, stream=False)
-        answer = self.transport.post_json(path, body, timeout=params.timeout, request_id=params.request_id)
-        return self._response_from(_whole_answer(answer, parse), params)
-
-    async def _acomplete(self, request: LLMRequest, params: GenerationParams) -> Response:
-        path, parse, _ = _endpoint(request)
-        body = self._body(await self.amodel_name(), request, params, stream=False)
-        answer = await self.transport.apost_json(path, body, timeout=params.timeout, request_id=params.request_id)
-        return self._response_from(_whole_answer(answer, parse), params)
-
     def _stream(self, request: LLMRequest, params: GenerationParams) -> Iterator[Chunk]:
         path, _, parse = _endpoint(request)
         body = self._body(self.model_name, request, params, stream=True)
         return self.transport.stream(path, body, parse, timeout=params.timeout, request_id=params.request_id)
 
     def _astream(self, request: LLMRequest, params: GenerationParams) -> AsyncIterator[Chunk]:
-        path, _, parse = _endpoint(request)
         if self._model_name is None:
-            return self._astream_after_model_lookup(path, request, params)
+            return self._astream_after_model_lookup(request, params)
+        path, _, parse = _endpoint(request)
         body = self._body(self._model_name, request, params, stream=True)
         return self.transport.astream(path, body, parse, timeout=params.timeout, request_id=params.request_id)
 
-    async def _astream_after_model_lookup(
-        self, path: str, request: LLMRequest, params: GenerationParams
-    ) -> AsyncIterator[Chunk]:
+    async def _astream_after_model_lookup(self, request: LLMRequest, params: GenerationParams) -> AsyncIterator[Chunk]:
         await self.amodel_name()
         stream = self._astream(request, params)
         try:
@@ -204,6 +162,19 @@ class OpenAICompatible(BaseLLM):
                 yield chunk
         finally:
             await stream.aclose()  # type: ignore[attr-defined]
+
+    def _answer(self, request: LLMRequest, params: GenerationParams) -> list[Chunk]:
+        """One non-streamed request: the server sends the whole answer at once."""
+        path, parse, _ = _endpoint(request)
+        body = self._body(self.model_name, request, params, stream=False)
+        answer = self.transport.post_json(path, body, timeout=params.timeout, request_id=params.request_id)
+        return [_whole_answer(answer, parse)]
+
+    async def _aanswer(self, request: LLMRequest, params: GenerationParams) -> AsyncIterator[Chunk]:
+        path, parse, _ = _endpoint(request)
+        body = self._body(await self.amodel_name(), request, params, stream=False)
+        answer = await self.transport.apost_json(path, body, timeout=params.timeout, request_id=params.request_id)
+        yield _whole_answer(answer, parse)
 
     def close(self) -> None:
         """Close the HTTP connections."""
@@ -279,34 +250,18 @@ def _endpoint(request: LLMRequest) -> tuple[str, Callable[[Any], Chunk], EventPa
 # ---------------------------------------------------------------------- answers to chunks (the hot path)
 
 
-def _finish_reason(reason: str | None) -> str | None:
-    if reason == 'error':
-        raise StreamError('the server ended the reply with finish_reason "error"')
-    return _FINISH_REASONS.get(reason, reason) if reason is not None else None
-
-
-def _usage(usage: Mapping[str, Any] | None) -> Usage | None:
-    if not usage:
-        return None
-    return Usage(
-        prompt_tokens=usage.get('prompt_tokens') or 0,
-        completion_tokens=usage.get('completion_tokens') or 0,
-        total_tokens=usage.get('total_tokens') or 0,
-    )
-
-
 def _completion_delta(event: dict[str, Any]) -> Chunk | None:
     """One ``/v1/completions`` stream event as a chunk (``None``: nothing in it)."""
     choices = event['choices']
     usage = event.get('usage')
     if not choices:
-        return Chunk(usage=_usage(usage)) if usage else None
+        return Chunk(usage=openai_usage(usage)) if usage else None
     choice = choices[0]
     finish = choice.get('finish_reason')
     if finish is None and usage is None:
         text = choice['text']
         return Chunk(text) if text else None
-    return Chunk(choice.get('text') or '', _finish_reason(finish), _usage(usage))
+    return Chunk(choice.get('text') or '', finish_reason(finish), openai_usage(usage))
 
 
 def _chat_delta(event: dict[str, Any]) -> Chunk | None:
@@ -314,7 +269,7 @@ def _chat_delta(event: dict[str, Any]) -> Chunk | None:
     choices = event['choices']
     usage = event.get('usage')
     if not choices:
-        return Chunk(usage=_usage(usage)) if usage else None
+        return Chunk(usage=openai_usage(usage)) if usage else None
     choice = choices[0]
     delta = choice.get('delta') or {}
     text = delta.get('content')
@@ -322,7 +277,7 @@ def _chat_delta(event: dict[str, Any]) -> Chunk | None:
     finish = choice.get('finish_reason')
     if finish is None and usage is None and not calls:
         return Chunk(text) if text else None
-    return Chunk(text or '', _finish_reason(finish), _usage(usage), _tool_deltas(calls))
+    return Chunk(text or '', finish_reason(finish), openai_usage(usage), openai_tool_deltas(calls))
 
 
 def _completion_chunks(events: list[dict[str, Any]]) -> list[Chunk]:
@@ -371,52 +326,34 @@ def _chat_chunks(events: list[dict[str, Any]]) -> list[Chunk]:
 def _merged(texts: list[str], finish: str | None, usage: Any, calls: list[dict[str, Any]] | None) -> list[Chunk]:
     if not texts and finish is None and usage is None and not calls:
         return []
-    return [Chunk(''.join(texts), _finish_reason(finish), _usage(usage), _tool_deltas(calls))]
-
-
-def _tool_deltas(calls: list[dict[str, Any]] | None) -> list[ToolCallDelta] | None:
-    if not calls:
-        return None
-    deltas = []
-    for position, call in enumerate(calls):
-        function = call.get('function') or {}
-        deltas.append(
-            ToolCallDelta(
-                index=call.get('index', position),
-                id=call.get('id'),
-                name=function.get('name'),
-                arguments=function.get('arguments') or '',
-            )
-        )
-    return deltas
+    return [Chunk(''.join(texts), finish_reason(finish), openai_usage(usage), openai_tool_deltas(calls))]
 
 
 def _completion_answer(answer: dict[str, Any]) -> Chunk:
     choice = answer['choices'][0]
-    return Chunk(choice.get('text') or '', _finish_reason(choice.get('finish_reason')), _usage(answer.get('usage')))
+    return Chunk(
+        choice.get('text') or '', finish_reason(choice.get('finish_reason')), openai_usage(answer.get('usage'))
+    )
 
 
 def _chat_answer(answer: dict[str, Any]) -> Chunk:
     choice = answer['choices'][0]
     message = choice.get('message') or {}
-    calls = message.get('tool_calls')
-    if calls:
-        calls = [{**call, 'index': position} for position, call in enumerate(calls)]
     return Chunk(
         message.get('content') or '',
-        _finish_reason(choice.get('finish_reason')),
-        _usage(answer.get('usage')),
-        _tool_deltas(calls),
+        finish_reason(choice.get('finish_reason')),
+        openai_usage(answer.get('usage')),
+        openai_tool_deltas(message.get('tool_calls')),
     )
 
 
-def _whole_answer(answer: Any, parse: Callable[[Any], Chunk]) -> list[Chunk]:
+def _whole_answer(answer: Any, parse: Callable[[Any], Chunk]) -> Chunk:
     """A non-streamed answer as one chunk; a malformed answer raises :class:`StreamError`."""
     try:
         if isinstance(answer, Mapping) and answer.get('error') is not None:
             error = answer['error']
             message = error.get('message') if isinstance(error, Mapping) else error
             raise StreamError(f'the server reported an error: {message}', body=answer)
-        return [parse(answer)]
+        return parse(answer)
     except (KeyError, IndexError, TypeError, AttributeError) as exc:
         raise StreamError(f'unexpected answer from the server: {str(answer)[:200]!r}', body=answer) from exc

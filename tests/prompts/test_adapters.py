@@ -12,7 +12,7 @@ from pathlib import Path
 import gguf
 import pytest
 
-from lagent.llms import BaseLLM, build_llm
+from lagent.llms import BaseLLM, LLMRequest, build_llm
 from lagent.llms.llama_cpp import LlamaCpp
 from lagent.llms.model_defaults import with_model_defaults
 from lagent.prompts import (
@@ -272,17 +272,18 @@ def test_register_takes_adapters_only_and_unknown_names_are_listed():
 class PromptOnly(BaseLLM):
     """An engine that takes rendered prompts only and answers with the prompt it got."""
 
-    def _stream_prompt(self, prompt: str, params: GenerationParams) -> Iterator[Chunk]:
-        yield Chunk(prompt, finish_reason='stop')
+    def _stream(self, request: LLMRequest, params: GenerationParams) -> Iterator[Chunk]:
+        yield Chunk(request.prompt or '', finish_reason='stop')
 
 
-class TakesMessages(PromptOnly):
-    """An engine with a messages path (the model's own template applies there)."""
+class TakesMessages(BaseLLM):
+    """An engine with a messages path (the model's own template applies there) that answers with
+    the messages it got, or with the prompt."""
 
     accepts_messages = True
 
-    def _stream_messages(self, messages, params, *, tools=None, tool_choice=None) -> Iterator[Chunk]:
-        yield Chunk(json.dumps(messages), finish_reason='stop')
+    def _stream(self, request: LLMRequest, params: GenerationParams) -> Iterator[Chunk]:
+        yield Chunk(request.prompt or json.dumps(request.messages), finish_reason='stop')
 
 
 def test_build_llm_gives_a_prompt_only_engine_its_model_s_template():
@@ -322,7 +323,8 @@ def test_an_unknown_model_falls_back_with_a_warning_saying_how_to_choose(tmp_pat
     caplog.set_level(logging.WARNING, logger='lagent')
     llm = build_llm({'type': PromptOnly, 'path': 'acme/unknown-model-7b'})
     assert llm.template is None
-    assert llm.chat([{'role': 'system', 'content': 'Be brief.'}, *HELLO]) == 'Be brief.\nHello!'
+    with pytest.warns(UserWarning, match='PromptOnly has no template'):  # and the engine's own warning, on use
+        assert llm.chat([{'role': 'system', 'content': 'Be brief.'}, *HELLO]) == 'Be brief.\nHello!'
     (record,) = [r for r in caplog.records if r.name == 'lagent.llms.model_defaults']
     assert record.levelno == logging.WARNING
     text = record.getMessage()
