@@ -29,6 +29,7 @@ import binascii
 import io
 import logging
 import re
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -57,6 +58,7 @@ logger = logging.getLogger(__name__)
 IMAGE_PART_TYPE = 'image_url'
 """The ``type`` of an image content part."""
 
+_STRICT_DECODING = threading.Lock()
 _DATA_URI = re.compile(r'^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(?:;[^;,]*)*),', re.S)
 _FETCH_CHUNK = 1 << 16
 _MAX_REDIRECTS = 5
@@ -320,7 +322,9 @@ def _open_image(ref: ImageRef, data: bytes, policy: ImagePolicy) -> Any:
     pil = import_optional('PIL.Image', package='pillow', extra='vision')
     try:
         image = pil.open(io.BytesIO(data))
-    except (pil.UnidentifiedImageError, OSError, ValueError) as exc:
+    except pil.UnidentifiedImageError:
+        raise ImageError(f'{ref.describe()}: not a readable image (no image format recognised)') from None
+    except (OSError, ValueError) as exc:
         raise ImageError(f'{ref.describe()}: not a readable image: {exc}') from None
     width, height = image.size
     if width * height > policy.max_pixels:
@@ -328,8 +332,14 @@ def _open_image(ref: ImageRef, data: bytes, policy: ImagePolicy) -> Any:
             f'{ref.describe()}: the image has {width}x{height} = {width * height} pixels, more than the limit of '
             f'{policy.max_pixels}'
         )
+    image_file = import_optional('PIL.ImageFile', package='pillow', extra='vision')
     try:
-        image.load()
+        with _STRICT_DECODING:  # some libraries (lmdeploy) let Pillow fill truncated images, process-wide
+            lenient, image_file.LOAD_TRUNCATED_IMAGES = image_file.LOAD_TRUNCATED_IMAGES, False
+            try:
+                image.load()
+            finally:
+                image_file.LOAD_TRUNCATED_IMAGES = lenient
     except (OSError, ValueError, SyntaxError) as exc:  # truncated or corrupt pixel data
         raise ImageError(f'{ref.describe()}: the image data is damaged: {exc}') from None
     return image

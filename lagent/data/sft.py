@@ -257,7 +257,9 @@ class ExportReport:
         """One line for people."""
         left_out = ', '.join(f'{count} {reason}' for reason, count in sorted(self.dropped.items()))
         tail = f' (left out: {left_out})' if left_out else ''
-        return f'wrote {self.written} examples to {self.out} from {self.read} conversations{tail}'
+        examples = 'example' if self.written == 1 else 'examples'
+        conversations = 'conversation' if self.read == 1 else 'conversations'
+        return f'wrote {self.written} {examples} to {self.out} from {self.read} {conversations}{tail}'
 
 
 def export_sft(

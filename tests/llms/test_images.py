@@ -197,6 +197,16 @@ def test_bad_images_name_the_part(url, message):
     assert len(str(info.value)) < 300  # a data: URI is described, never quoted whole
 
 
+def test_a_truncated_image_is_damaged_even_where_pillow_was_told_to_fill_it(monkeypatch):
+    from PIL import ImageFile
+
+    monkeypatch.setattr(ImageFile, 'LOAD_TRUNCATED_IMAGES', True)  # as importing lmdeploy does, process-wide
+    (ref,) = find_images(ask(image_part(data_uri(png_bytes((300, 200))[:500]))))
+    with pytest.raises(ImageError, match='the image data is damaged: image file is truncated'):
+        load_image(ref)
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is True  # left as it was
+
+
 def test_policy_limits_are_validated():
     with pytest.raises(ValueError, match='must be positive'):
         ImagePolicy(max_bytes=0)
@@ -347,3 +357,13 @@ def test_agents_pass_images_on_to_engines_that_take_them(cat_file):
     (sent,) = llm.requests
     assert sent[-1]['content'][1] == image_part(data_uri(cat_file.read_bytes()))
     assert agent.memory.messages[0].content[1].image_url.url == str(cat_file)  # the memory keeps the reference
+
+
+def test_a_llama_cpp_server_without_a_vision_projector_is_not_sent_images(smollm2_path, cat_file, tmp_path):
+    """llama.cpp's server answers a text model's image request as if there were no image: lagent refuses it."""
+    from lagent.llms import LlamaCppServer
+
+    with LlamaCppServer(smollm2_path, n_ctx=256, max_new_tokens=4, log_path=tmp_path / 'server.log') as llm:
+        assert llm.accepts_images == frozenset()
+        with pytest.raises(ImageError, match='LlamaCppServer does not take images'):
+            llm.chat(ask('What colour?', image_part(str(cat_file))))
