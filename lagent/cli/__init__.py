@@ -1,5 +1,5 @@
-"""The ``lagent`` command: ``chat``, ``agent`` and ``bench`` on any engine, and
-``export-sft`` for training data.
+"""The ``lagent`` command: ``chat``, ``agent``, ``bench``, ``batch`` and ``serve`` on any engine,
+and ``export-sft`` for training data.
 
 Every command builds its engine the same way: ``--config FILE`` (see
 :func:`lagent.llms.config.build_llm`) and/or ``--backend`` with ``--model``,
@@ -26,7 +26,7 @@ from lagent.errors import LLMError
 
 __all__ = ['build_parser', 'main']
 
-_COMMANDS = ('chat', 'agent', 'bench', 'export_sft')
+_COMMANDS = ('chat', 'agent', 'bench', 'batch', 'serve', 'export_sft')
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -52,6 +52,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, TypeVar, Union, cast
 
 from lagent.images import ImageError, ImagePolicy, ImageRef, find_images, inline_images
+from lagent.llms._threads import stream_threads
 from lagent.llms.streaming import AsyncStream, ChunkAccumulator, StopFilter, Stream
 from lagent.prompts import ChatTemplate, MetaTemplate, get_template, join_contents, normalize_messages
 from lagent.schema import Chunk, GenerationParams, Message, MessageLike, ModelStatusCode, Response
@@ -680,8 +681,7 @@ async def iterate_in_thread(factory: Callable[[], Iterator[T]]) -> AsyncIterator
         else:
             send(_END)
 
-    worker = threading.Thread(target=work, name='lagent-stream', daemon=True)
-    worker.start()
+    stream_threads.submit(work)
     try:
         while True:
             item, error = await queue.get()

@@ -117,6 +117,17 @@ class ChatTemplate:
         first_line = self.source.strip().splitlines()[0]
         return f'ChatTemplate({first_line[:40]!r}...)'
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle by source (the compiled template cannot be pickled), so a template
+        travels to worker processes with the engine config that holds it."""
+        state = dict(self.__dict__)
+        del state['_template']
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._template = _environment().from_string(self.source)
+
     @classmethod
     def from_file(cls, path: str | os.PathLike[str], **kwargs: Any) -> ChatTemplate:
         """Load a template from a ``.jinja`` file, or from the ``chat_template`` of a
