@@ -367,3 +367,33 @@ def test_a_llama_cpp_server_without_a_vision_projector_is_not_sent_images(smollm
         assert llm.accepts_images == frozenset()
         with pytest.raises(ImageError, match='LlamaCppServer does not take images'):
             llm.chat(ask('What colour?', image_part(str(cat_file))))
+
+
+def test_lagent_serve_reads_no_files_and_fetches_nothing_for_its_clients(images, cat_file):
+    """Images in a request come from a client: the server passes inline images on, and refuses
+    paths on its own disk and URLs it would have to fetch."""
+    import requests
+
+    from lagent.serve import Server
+
+    engine = ScriptedLLM(['A red picture.'] * 10)
+    trusted = ScriptedLLM(['Seen.'] * 10, image_policy=ImagePolicy(max_pixels=10_000))  # chosen on purpose: kept
+    with Server({'vlm': engine, 'trusted': trusted}).run_in_thread() as url:
+        assert engine.image_policy == ImagePolicy.for_server() and trusted.image_policy.allow_local_files
+
+        def post(model: str, *parts: dict | str) -> requests.Response:
+            body = {'model': model, 'messages': ask('What colour?', *parts)}
+            return requests.post(f'{url}/v1/chat/completions', json=body, timeout=60)
+
+        inline = post('vlm', image_part(data_uri(png_bytes())))
+        assert inline.status_code == 200 and inline.json()['choices'][0]['message']['content'] == 'A red picture.'
+        assert engine.requests[-1][0]['content'][1] == image_part(data_uri(png_bytes()))
+        local = post('vlm', image_part(str(cat_file)))
+        assert local.status_code == 400
+        assert 'reading local image files is not allowed here' in local.json()['error']['message']
+        assert len(engine.requests) == 1
+        before = len(images.requests)
+        assert post('vlm', image_part(f'{images.url}/cat.png')).status_code == 200  # passed on, not fetched
+        assert engine.requests[-1][0]['content'][1] == image_part(f'{images.url}/cat.png')
+        assert len(images.requests) == before
+        assert post('trusted', image_part(str(cat_file))).status_code == 200
