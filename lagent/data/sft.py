@@ -297,22 +297,31 @@ def export_sft(
         OSError: A file cannot be read or written.
     """
     chat_tokenizer = load_tokenizer(tokenizer)
-    chosen = TrajectoryFilter(
-        statuses=list(statuses) if statuses is not None else None, drop_failed=drop_failed, deduplicate=deduplicate
-    )
+    try:
+        chosen = TrajectoryFilter(
+            statuses=list(statuses) if statuses is not None else None, drop_failed=drop_failed, deduplicate=deduplicate
+        )
+        options = dict(tools=tools, chat_template=chat_template, image_placeholder=image_placeholder)
+        return _export(inputs, chat_tokenizer, out, chosen, options)
+    finally:
+        if chat_tokenizer is not tokenizer:  # loaded here: freed here
+            chat_tokenizer.close()
+
+
+def _export(
+    inputs: Iterable[str | os.PathLike[str]],
+    chat_tokenizer: ChatTokenizer,
+    out: str | os.PathLike[str],
+    chosen: TrajectoryFilter,
+    options: dict[str, Any],
+) -> ExportReport:
     report = ExportReport(out=os.fspath(out))
     out_path = Path(out)
     partial = out_path.with_name(out_path.name + '.partial')
     try:
         with partial.open('w', encoding='utf-8') as stream:
             for trajectory in chosen(_counted(load_trajectories(inputs), report)):
-                example = build_sft_example(
-                    trajectory,
-                    chat_tokenizer,
-                    tools=tools,
-                    chat_template=chat_template,
-                    image_placeholder=image_placeholder,
-                )
+                example = build_sft_example(trajectory, chat_tokenizer, **options)
                 stream.write(json.dumps(example.to_json(), ensure_ascii=False) + '\n')
                 report.written += 1
         partial.replace(out_path)

@@ -277,6 +277,16 @@ def test_export_sft_writes_one_line_per_kept_conversation(tmp_path, tokenizer):
     assert (only_end.written, only_end.dropped) == (3, {'status': 2})
 
 
+def test_export_sft_loads_the_tokenizer_from_a_path_and_frees_it(tmp_path, smollm2_path, tokenizer, monkeypatch):
+    closed = []
+    monkeypatch.setattr(GGUFTokenizer, 'close', lambda self: closed.append(self))
+    runs = write_runs(tmp_path / 'runs.jsonl')
+    export_sft([runs], smollm2_path, tmp_path / 'by_path.jsonl', drop_failed=True)
+    export_sft([runs], tokenizer, tmp_path / 'given.jsonl', drop_failed=True)
+    assert (tmp_path / 'by_path.jsonl').read_text() == (tmp_path / 'given.jsonl').read_text()
+    assert len(closed) == 1 and closed[0] is not tokenizer  # only the one it loaded
+
+
 def test_export_sft_leaves_nothing_half_written(tmp_path, tokenizer):
     runs = tmp_path / 'runs.jsonl'
     runs.write_text(json.dumps(MULTI_TURN) + '\n' + json.dumps(MULTI_TURN[:2]) + '\n', encoding='utf-8')
