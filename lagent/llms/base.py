@@ -16,10 +16,10 @@ engine's template and its declared capabilities. Optional hooks:
   ``native_batching``.
 
 Capabilities are class attributes (``accepts_messages``, ``native_tools``,
-``native_batching``, ``batch_concurrency``, ``accepts_images``), never probed. Everything else
-lives here, once: parameter merging and validation, prompt rendering, stop
-words (one path for streams, whole answers and batches), cumulative text and
-status codes.
+``native_batching``, ``batch_concurrency``, ``accepts_images``), never probed.
+Everything else lives here, once: parameter merging and validation, prompt
+rendering, stop words (one path for streams, whole answers and batches),
+cumulative text and status codes.
 
 Which request ``chat`` makes:
 
@@ -103,8 +103,8 @@ class BaseLLM:
         repetition_penalty: Penalty on repeated tokens (``1.0``: none).
         stop_words: Strings that end a reply; defaults to the stop words of a
             named template.
-        image_policy: Limits on images and whether lagent may fetch URLs and read
-            local files for them (default: :class:`~lagent.images.ImagePolicy` ()).
+        image_policy: Limits on images, and whether lagent may fetch URLs and read
+            local files for them (default: ``ImagePolicy()``, see :mod:`lagent.images`).
         **gen_params: Further :class:`~lagent.schema.GenerationParams` fields
             (``min_new_tokens``, ``seed``, ``ignore_eos``, ``skip_special_tokens``, ``timeout``...).
 
