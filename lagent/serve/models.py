@@ -9,6 +9,7 @@ from typing import Any, Union
 from lagent.actions import ActionExecutor
 from lagent.agents import AgentMemory, BaseAgent, FunctionCallAgent
 from lagent.agents.base import ToolsLike
+from lagent.images import ImagePolicy
 from lagent.llms.base import BaseLLM
 from lagent.serve.errors import APIError
 
@@ -83,6 +84,10 @@ Served = Union[BaseLLM, ServedAgent]
 class ModelRegistry:
     """The served models by name, routing requests by their ``model`` field.
 
+    An engine still on the default :class:`~lagent.images.ImagePolicy` gets
+    :meth:`ImagePolicy.for_server() <lagent.images.ImagePolicy.for_server>`:
+    a client's image is never fetched nor read from this machine's files.
+
     Args:
         models: Engines and agents by the name clients will use.
 
@@ -102,6 +107,11 @@ class ModelRegistry:
                 )
         self._models = dict(models)
         self.created = int(time.time())
+        for engine in self.engines():
+            # images in requests come from clients: no fetching, no local files, unless the engine was
+            # given an image policy of its own
+            if engine.image_policy == ImagePolicy():
+                engine.image_policy = ImagePolicy.for_server()
 
     @property
     def names(self) -> list[str]:
