@@ -3,28 +3,23 @@ LMDeployServer, LMDeployClient, LMDeployPipeline), run as written against real
 servers of the test fixtures.
 
 Only what points at a machine changes: the service address becomes the
-fixture's, the Triton model name the fixture's model, the lmdeploy server's
-``server_name``/``server_port`` a free loopback port (``lmdeploy`` itself is
-the stand-in of ``tests/fixtures/lmdeploy_standin.py``, which serves SmolLM2
-under the requested model name), and the calls' ``max_new_tokens=2048``
-becomes 64: the fixtures' model has a context of 2048 tokens, prompt included. ``LMDeployPipeline`` runs lmdeploy's CUDA
-engine in process, which this machine cannot: its snippets are checked to
-build the same calls (constructor keywords and ``generate`` keywords accepted
-by the engine's signature), not run.
+fixture's, the model the fixtures serve (Triton's ``ensemble``; for lmdeploy,
+``smollm2``: lmdeploy's own pipeline, api_server and command line on the CPU
+engine of ``tests/fixtures/lmdeploy_cpu.py``), the lmdeploy server's
+``server_name``/``server_port`` a free loopback port, and the calls'
+``max_new_tokens=2048`` becomes 64: the fixtures' model has a context of 2048
+tokens, prompt included.
 """
 
 from __future__ import annotations
 
-import inspect
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
 from lagent.llms.process import free_port
 from lagent.schema import ModelStatusCode
-from tests.fixtures import lmdeploy_standin
 
 TRITON_CLIENT = """
 from lagent.llms.lmdepoly_wrapper import TritonClient
@@ -169,6 +164,15 @@ chatbot = LMDeployPipeline(
 SHORTER = {'max_new_tokens=2048': 'max_new_tokens=64'}
 
 
+PIPELINE_GENERATE = """
+response = chatbot.generate(
+    inputs='hello',
+    max_new_tokens=2048,
+    temperature=0.8
+)
+"""
+
+
 def run(snippets: list[str], replacements: dict[str, str]) -> dict[str, object]:
     replacements = {**SHORTER, **replacements}
     namespace: dict[str, object] = {}
@@ -205,36 +209,27 @@ def test_lmdeploy_client_snippets(llamacpp_url: str, capsys: pytest.CaptureFixtu
 
 @pytest.mark.slow
 def test_lmdeploy_server_snippets(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, smollm2_path: Path, capsys: pytest.CaptureFixture[str]
+    lmdeploy_command: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    bin_dir = tmp_path / 'bin'
-    bin_dir.mkdir()
-    executable = bin_dir / 'lmdeploy'
-    executable.write_text(f'#!{sys.executable}\n' + Path(lmdeploy_standin.__file__).read_text())
-    executable.chmod(0o755)
-    monkeypatch.setenv('PATH', f'{bin_dir}{os.pathsep}{os.environ.get("PATH", "")}')
-    monkeypatch.setenv('LMDEPLOY_STANDIN_GGUF', str(smollm2_path))
+    monkeypatch.setenv('PATH', f'{lmdeploy_command.parent}{os.pathsep}{os.environ.get("PATH", "")}')
     port = free_port('127.0.0.1')
-    address = {"server_name='0.0.0.0'": "server_name='127.0.0.1'", 'server_port=23333': f'server_port={port}'}
-    namespace = run([LMDEPLOY_SERVER, LMDEPLOY_GENERATE, LMDEPLOY_STREAM_CHAT], address)
+    replacements = {
+        "path='internlm/internlm2-chat-7b'": "path='smollm2'",
+        "server_name='0.0.0.0'": "server_name='127.0.0.1'",
+        'server_port=23333': f'server_port={port}',
+    }
+    namespace = run([LMDEPLOY_SERVER, LMDEPLOY_GENERATE, LMDEPLOY_STREAM_CHAT], replacements)
     try:
         check_stream(namespace, capsys)
     finally:
         namespace['chatbot'].close()
 
 
-def test_lmdeploy_pipeline_snippets_match_the_engine_signature() -> None:
-    from lagent.llms.lmdepoly_wrapper import LMDeployPipeline
-    from lagent.schema import GenerationParams
+@pytest.mark.slow
+def test_lmdeploy_pipeline_snippets() -> None:
+    from tests.fixtures.lmdeploy_cpu import cpu_engine
 
-    namespace: dict[str, object] = {}
-    exec(compile(PIPELINE.split('chatbot =')[0], '<lagent docs>', 'exec'), namespace)  # the imports run
-    own = set(inspect.signature(LMDeployPipeline).parameters)
-    keywords = PIPELINE.split('LMDeployPipeline(')[1]
-    given = {line.strip().split('=')[0] for line in keywords.splitlines() if '=' in line}
-    assert given == {'path', 'model_name', 'meta_template', 'max_new_tokens', 'top_p', 'top_k', 'temperature',
-                     'repetition_penalty', 'stop_words'}  # fmt: skip
-    assert given <= own | set(GenerationParams.model_fields)  # each one a keyword the engine names
-    generate = set(inspect.signature(LMDeployPipeline.generate).parameters)
-    assert {'inputs', 'session_id'} <= generate
-    assert {'max_new_tokens', 'temperature'} <= set(GenerationParams.model_fields)
+    with cpu_engine() as engines:
+        namespace = run([PIPELINE, PIPELINE_GENERATE], {"path='internlm/internlm2-chat-7b'": "path='smollm2'"})
+        assert isinstance(namespace['response'], str) and engines.built
+        namespace['chatbot'].close()
