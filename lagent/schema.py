@@ -341,8 +341,6 @@ class GenerationParams(BaseModel):
     """Accepted for lagent compatibility (every request is a whole sequence)."""
     sequence_end: bool = True
     """Accepted for lagent compatibility (every request is a whole sequence)."""
-    stream: bool = True
-    """Accepted for lagent compatibility: the ``stream*`` methods always stream, the others never do."""
 
     @field_validator('stop_words', mode='before')
     @classmethod
