@@ -353,14 +353,15 @@ class BaseLLM:
             return
         name = type(self).__name__
         if request.prompt is not None:
-            asked = f'rendered prompt ---\n{request.prompt}\n--- end of prompt'
+            asked = f'--- rendered prompt ({name}) ---\n{request.prompt}\n--- end of prompt ---'
         else:
             sent: dict[str, Any] = {'messages': request.messages}
             if request.tools:
                 sent.update(tools=request.tools, tool_choice=request.tool_choice)
-            asked = f'messages, the engine applies the template ---\n{json.dumps(sent, indent=2, ensure_ascii=False)}'
+            dump = json.dumps(sent, indent=2, ensure_ascii=False)
+            asked = f'--- messages ({name}, template applied by the engine) ---\n{dump}'
         settings = json.dumps(params.model_dump(mode='json'), ensure_ascii=False)
-        logger.debug('--- %s request: %s\n--- generation settings: %s', name, asked, settings)
+        logger.debug('%s\n--- generation settings ---\n%s', asked, settings)
 
     def _check_images(self, path: str, images: tuple[ImageRef, ...]) -> None:
         """Raise :class:`~lagent.images.ImageError` unless the engine takes images on ``path``."""

@@ -303,8 +303,8 @@ async def test_closing_an_async_stream_early_aborts_the_session(llm: LMDeployPip
     first = await stream.__anext__()
     await stream.aclose()
     assert first.text == ' tick'
-    for _ in range(200):  # the abort runs on lmdeploy's own event loop
-        if ended(engine, since):
+    for _ in range(200):  # the abort runs on lmdeploy's own event loop, which then frees the session
+        if ended(engine, since) and not engine.requests and not sessions_left(llm):
             break
         await asyncio.sleep(0.05)
     (end,) = ended(engine, since)
