@@ -20,7 +20,8 @@ from lagent.errors import (
     ServerError,
     StreamError,
 )
-from lagent.llms.http import HTTPTransport, SSEDecoder
+from lagent.llms.http import HTTPTransport
+from lagent.llms.protocols import SSEStream
 from tests.fixtures.fault_server import Behaviour, FaultServer, fault_server
 
 SECRET = 'sk-test-7f3a9c-do-not-leak'
@@ -30,57 +31,6 @@ BODY = {'model': 'm', 'prompt': 'Hi', 'stream': True}
 def text_of(events: list[dict]) -> list[str]:
     """The parser the tests stream with: the text of each event."""
     return [event['choices'][0]['text'] for event in events if event['choices']]
-
-
-# ---------------------------------------------------------------------- SSE decoder
-
-
-def decode_all(data: bytes, split_every: int | None = None) -> list[str]:
-    decoder = SSEDecoder()
-    if split_every is None:
-        return decoder.feed(data)
-    payloads = []
-    for start in range(0, len(data), split_every):
-        payloads += decoder.feed(data[start : start + split_every])
-    return payloads
-
-
-def test_sse_data_lines_and_done() -> None:
-    stream = b'data: {"a": 1}\n\ndata: {"a": 2}\n\ndata: [DONE]\n\n'
-    assert decode_all(stream) == ['{"a": 1}', '{"a": 2}', '[DONE]']
-
-
-@pytest.mark.parametrize('split_every', [1, 2, 3, 5, 7, 13])
-def test_sse_events_split_anywhere_decode_the_same(split_every: int) -> None:
-    stream = (
-        'data: {"t": "é"}\r\n\r\n: a comment\n\nevent: message\ndata: line one\ndata: line two\n\n'
-        'data:no-space\r\rdata: 中文\n\ndata: [DONE]\n\n'
-    ).encode()
-    expected = ['{"t": "é"}', 'line one\nline two', 'no-space', '中文', '[DONE]']
-    assert decode_all(stream) == expected
-    assert decode_all(stream, split_every) == expected
-
-
-def test_sse_comments_and_unknown_fields_are_skipped() -> None:
-    stream = b': ping - 2024-01-01\n\nid: 7\nretry: 1000\n\ndata: x\nid: 8\n\n'
-    assert decode_all(stream) == ['x']
-
-
-def test_sse_incomplete_event_waits_for_its_end() -> None:
-    decoder = SSEDecoder()
-    assert decoder.feed(b'data: {"a"') == []
-    assert decoder.feed(b': 1}\n') == []
-    assert decoder.feed(b'\n') == ['{"a": 1}']
-
-
-def test_sse_error_event_is_raised() -> None:
-    with pytest.raises(StreamError, match='overloaded'):
-        SSEDecoder().feed(b'event: error\ndata: {"message": "overloaded"}\n\n')
-
-
-def test_sse_invalid_utf8_is_raised_not_replaced() -> None:
-    with pytest.raises(StreamError, match='UTF-8'):
-        SSEDecoder().feed(b'data: \xff\xfe\n\n')
 
 
 # ---------------------------------------------------------------------- transport against the fault server
@@ -104,11 +54,11 @@ def transport(server: FaultServer, **kwargs) -> HTTPTransport:
 
 
 def collect(client: HTTPTransport, **kwargs) -> list[str]:
-    return list(client.stream('/completions', BODY, text_of, **kwargs))
+    return list(client.stream('/completions', BODY, text_of, protocol=SSEStream, **kwargs))
 
 
 async def acollect(client: HTTPTransport, **kwargs) -> list[str]:
-    return [text async for text in client.astream('/completions', BODY, text_of, **kwargs)]
+    return [text async for text in client.astream('/completions', BODY, text_of, protocol=SSEStream, **kwargs)]
 
 
 def test_stream_yields_each_event_until_done(server: FaultServer) -> None:
@@ -190,10 +140,10 @@ async def test_connection_dropped_mid_stream_raises_and_is_not_retried(server: F
     received: list[str] = []
     with pytest.raises(LLMConnectionError):
         if use_async:
-            async for text in client.astream('/completions', BODY, text_of):
+            async for text in client.astream('/completions', BODY, text_of, protocol=SSEStream):
                 received.append(text)
         else:
-            for text in client.stream('/completions', BODY, text_of):
+            for text in client.stream('/completions', BODY, text_of, protocol=SSEStream):
                 received.append(text)
     await client.aclose()
     assert received == ['a', 'b']
@@ -267,11 +217,11 @@ async def test_closing_a_stream_early_closes_the_connection(server: FaultServer,
     server.script(Behaviour(tokens=['x'] * 200, delay=0.02))
     client = transport(server)
     if use_async:
-        stream = client.astream('/completions', BODY, text_of)
+        stream = client.astream('/completions', BODY, text_of, protocol=SSEStream)
         assert await stream.__anext__() == 'x'
         await stream.aclose()
     else:
-        stream = client.stream('/completions', BODY, text_of)
+        stream = client.stream('/completions', BODY, text_of, protocol=SSEStream)
         assert next(stream) == 'x'
         stream.close()
     deadline = time.monotonic() + 3
