@@ -156,8 +156,8 @@ def translate_errors(what: str, secret: str | None = None) -> Iterator[None]:
 
     Args:
         what: What was being done, for the message (e.g. ``'POST http://host/v1/completions'``).
-        secret: A value (the API key) that must not appear in the message;
-            when the original error shows it, it is not kept as the cause either.
+        secret: A value (the API key) that must not appear in the message; when
+            the library's error shows it, the lagent error is not chained to it.
 
     Raises:
         LLMTimeoutError: A connect, idle or total timeout expired.
@@ -172,7 +172,9 @@ def translate_errors(what: str, secret: str | None = None) -> Iterator[None]:
         error = _library_error(what, exc)
         if error is None:
             raise
-        raise _without_secret(error, secret, exc) from exc
+        if secret and _shows(exc, secret):
+            raise _without_secret(error, secret) from None  # aiohttp's reprs show the request headers
+        raise _without_secret(error, secret) from exc
 
 
 def _library_error(what: str, exc: Exception) -> LLMError | None:
@@ -220,12 +222,8 @@ def _describe(exc: BaseException) -> str:
     return f'{type(exc).__name__}: {exc}' if str(exc) else type(exc).__name__
 
 
-def _without_secret(error: LLMError, secret: str | None, cause: BaseException | None = None) -> LLMError:
-    """Remove ``secret`` from the message, body and notes of ``error`` (in place).
-
-    If ``cause`` (the library error it is raised from) shows the secret, the
-    error is detached from it, so a traceback cannot show it either.
-    """
+def _without_secret(error: LLMError, secret: str | None) -> LLMError:
+    """Remove ``secret`` from the message, body and notes of ``error`` (in place)."""
     if not secret:
         return error
     error.args = tuple(_redact(arg, secret) for arg in error.args)
@@ -234,9 +232,6 @@ def _without_secret(error: LLMError, secret: str | None, cause: BaseException | 
             setattr(error, name, _redact(getattr(error, name), secret))
     if getattr(error, '__notes__', None):
         error.__notes__ = [_redact(note, secret) for note in error.__notes__]
-    if cause is not None and _shows(cause, secret):
-        error.__cause__ = None
-        error.__suppress_context__ = True
     return error
 
 
@@ -245,7 +240,7 @@ def _shows(exc: BaseException, secret: str) -> bool:
     for _ in range(20):
         if chain is None:
             return False
-        if secret in str(chain) or secret in repr(chain.args):
+        if secret in str(chain) or secret in repr(chain) or secret in repr(chain.args):
             return True
         chain = chain.__cause__ or chain.__context__
     return True  # a chain this long: do not risk it
@@ -770,7 +765,7 @@ class HTTPTransport:
         with self._lock:
             session, self._session = self._session, None
         if session is not None:
-            session.close()
+            _close_session(session)
         for loop, async_session in list(self._async_sessions.items()):
             if loop.is_closed():
                 _discard(async_session)
@@ -955,6 +950,18 @@ def _min(a: float | None, b: float | None) -> float | None:
     if a is None:
         return b
     return a if b is None else min(a, b)
+
+
+def _close_session(session: requests.Session) -> None:
+    """Close a session and its connections now. (urllib3 2 leaves a pool's
+    connections to the garbage collector, which a traceback can hold off.)"""
+    for adapter in session.adapters.values():
+        pools = getattr(getattr(adapter, 'poolmanager', None), 'pools', None)
+        for key in list(pools.keys()) if pools is not None else ():
+            pool = pools.get(key)
+            if pool is not None:
+                pool.close()
+    session.close()
 
 
 def _in_event_loop() -> bool:

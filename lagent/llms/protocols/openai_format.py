@@ -172,9 +172,9 @@ def completion_chunks(events: list[dict[str, Any]]) -> list[Chunk]:
             if text:
                 texts.append(text)
             if choice.get('finish_reason') is not None:
-                finish = choice['finish_reason']
+                finish = finish_reason(choice['finish_reason'])
         if event.get('usage'):
-            counts = event['usage']
+            counts = usage(event['usage'])
     return _merged(texts, finish, counts, None)
 
 
@@ -202,20 +202,21 @@ def chat_chunks(events: list[dict[str, Any]]) -> list[Chunk]:
                     raise StreamError(f'the server sent tool_calls that are not a list: {more_calls!r:.200}')
                 calls += more_calls
             if choice.get('finish_reason') is not None:
-                finish = choice['finish_reason']
+                finish = finish_reason(choice['finish_reason'])
         if event.get('usage'):
-            counts = event['usage']
+            counts = usage(event['usage'])
     return _merged(texts, finish, counts, calls)
 
 
-def _merged(texts: list[Any], finish: Any, counts: Any, calls: list[Any] | None) -> list[Chunk]:
+def _merged(texts: list[Any], finish: str | None, counts: Usage | None, calls: list[Any] | None) -> list[Chunk]:
+    """One chunk of several events' pieces (finish reason and usage already checked, each as it came)."""
     if not texts and finish is None and counts is None and not calls:
         return []
     try:
         text = ''.join(texts)
     except TypeError:
         raise StreamError(f'the server sent text that is not a string: {texts!r:.200}') from None
-    return [Chunk(text, finish_reason(finish), usage(counts), tool_call_deltas(calls))]
+    return [Chunk(text, finish, counts, tool_call_deltas(calls))]
 
 
 # ---------------------------------------------------------------------- whole answers
