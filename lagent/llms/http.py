@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import email.utils
 import heapq
 import http.client
@@ -53,9 +52,9 @@ import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 
 from lagent.errors import APIStatusError, LLMConnectionError, LLMError, LLMTimeoutError, StreamError, status_error
-from lagent.llms.protocols.base import STREAM_END, EventStream
+from lagent.llms.protocols.base import STREAM_END, EventStream, one_item_per_event
 
-__all__ = ['EventParser', 'HTTPTransport', 'check_base_url', 'per_event_items', 'translate_errors']
+__all__ = ['EventParser', 'HTTPTransport', 'check_base_url', 'translate_errors']
 
 logger = logging.getLogger(__name__)
 
@@ -72,24 +71,6 @@ _PARSE_SLICE = 64
 _MAX_RETRY_AFTER = 60.0
 _ERROR_BODY_LIMIT = 1 << 20
 _REDACTED = '***'
-_ONE_ITEM_PER_EVENT: contextvars.ContextVar[bool] = contextvars.ContextVar('lagent_one_item_per_event', default=False)
-
-
-@contextlib.contextmanager
-def per_event_items() -> Iterator[None]:
-    """Within this block, streams hand each event to their parser on its own.
-
-    Normally the events of one network read are parsed together (and an
-    engine's parser merges their text into one chunk), which is what a reader
-    that falls behind wants. A benchmark that times every event the server sent
-    wants one item per event instead: streams opened in this block (in this
-    thread or task) give exactly that.
-    """
-    token = _ONE_ITEM_PER_EVENT.set(True)
-    try:
-        yield
-    finally:
-        _ONE_ITEM_PER_EVENT.reset(token)
 
 
 # ---------------------------------------------------------------------- checking what we send
@@ -530,7 +511,7 @@ class HTTPTransport:
         what = f'reading the stream of {request.url}'
         try:
             with translate_errors(what, self._secret), _total_timeout(watch, what):
-                events, one_by_one = protocol(), _ONE_ITEM_PER_EVENT.get()
+                events, one_by_one = protocol(), one_item_per_event()
                 for data in _reads(response.raw):
                     items, end = _parse_read(events, data, parse, one_by_one)
                     yield from items
@@ -656,7 +637,7 @@ class HTTPTransport:
         what = f'reading the stream of {request.url}'
         try:
             with translate_errors(what, self._secret):
-                events, one_by_one, content = protocol(), _ONE_ITEM_PER_EVENT.get(), response.content
+                events, one_by_one, content = protocol(), one_item_per_event(), response.content
                 while data := await content.readany():
                     items, end = _parse_read(events, data, parse, one_by_one)
                     for item in items:

@@ -96,7 +96,9 @@ class Plan:
     cut_at: int | None = None
     """End the connection (``end``) after this many body writes instead of after all."""
     delay: float = 0.0
-    """Seconds between body writes."""
+    """Seconds before each body write."""
+    first_delay: float = 0.0
+    """More seconds before the first body write (a server's time to the first token)."""
     dribble: float = 0.0
     """Seconds between the bytes of every write (slow-loris)."""
     one_huge_chunk: bool = False
@@ -471,6 +473,8 @@ async def _send(
     if framing == 'close':
         head = head.replace(b'HTTP/1.1', b'HTTP/1.0', 1)
     await _write_head(writer, head, plan)
+    if plan.first_delay:
+        await asyncio.sleep(plan.first_delay)
     for index, data in enumerate(writes):
         if plan.cut_at is not None and index == plan.cut_at:
             await _end(writer, plan.end)

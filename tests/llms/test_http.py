@@ -25,10 +25,10 @@ from lagent.errors import (
     ServerError,
     StreamError,
 )
-from lagent.llms.http import HTTPTransport, _parse_retry_after, per_event_items, translate_errors
+from lagent.llms.http import HTTPTransport, _parse_retry_after, translate_errors
 from lagent.llms.lmdeploy_client import LMDeployClient
 from lagent.llms.openai_compatible import GPTAPI, OpenAICompatible
-from lagent.llms.protocols import NDJSONStream, SSEStream
+from lagent.llms.protocols import NDJSONStream, SSEStream, per_event_items
 from lagent.schema import Chunk, Usage
 from tests.faults.campaign import ChaosProcess, chaos_server
 from tests.fixtures.fault_server import Behaviour, FaultServer, fault_server

@@ -8,10 +8,20 @@ and the OpenAI result shapes engines turn those events into.
   deltas of OpenAI-style events and answers, for every engine that gets them.
 
 A new framing subclasses :class:`EventStream` (see ``ndjson.py``, one short file).
+:func:`per_event_items` makes streams read in its block yield one item per
+event (benchmarks time each event).
 """
 
-from lagent.llms.protocols.base import STREAM_END, EventStream, decode_json_frames
+from lagent.llms.protocols.base import STREAM_END, EventStream, decode_json_frames, per_event_items
 from lagent.llms.protocols.ndjson import NDJSONStream
 from lagent.llms.protocols.sse import SSEDecoder, SSEStream
 
-__all__ = ['STREAM_END', 'EventStream', 'NDJSONStream', 'SSEDecoder', 'SSEStream', 'decode_json_frames']
+__all__ = [
+    'STREAM_END',
+    'EventStream',
+    'NDJSONStream',
+    'SSEDecoder',
+    'SSEStream',
+    'decode_json_frames',
+    'per_event_items',
+]

@@ -11,14 +11,25 @@ does the JSON, in-band errors and end markers for all of them.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from lagent.errors import StreamError
 
-__all__ = ['MAX_FRAME_BYTES', 'STREAM_END', 'EventStream', 'LineBuffer', 'decode_json_frames', 'in_band_error']
+__all__ = [
+    'MAX_FRAME_BYTES',
+    'STREAM_END',
+    'EventStream',
+    'LineBuffer',
+    'decode_json_frames',
+    'in_band_error',
+    'one_item_per_event',
+    'per_event_items',
+]
 
 STREAM_END: Any = object()
 """Returned by :meth:`EventStream.decode` when the stream's own end marker was read."""
@@ -28,6 +39,29 @@ MAX_FRAME_BYTES = 16 << 20
 more without ending it is broken, and holding it would cost unbounded memory."""
 
 _raw_decode = json.JSONDecoder().raw_decode
+_ONE_ITEM_PER_EVENT: contextvars.ContextVar[bool] = contextvars.ContextVar('lagent_one_item_per_event', default=False)
+
+
+@contextlib.contextmanager
+def per_event_items() -> Iterator[None]:
+    """Within this block, streams hand each event to their engine's parser on its own.
+
+    Normally the transport parses the events of one network read together (and
+    an engine's parser merges their text into one chunk), which is what a
+    reader that falls behind wants. A benchmark that times every event the
+    server sent wants one item per event instead: streams read in this block
+    (in this thread or task) give exactly that.
+    """
+    token = _ONE_ITEM_PER_EVENT.set(True)
+    try:
+        yield
+    finally:
+        _ONE_ITEM_PER_EVENT.reset(token)
+
+
+def one_item_per_event() -> bool:
+    """Whether the stream being read now is inside :func:`per_event_items`."""
+    return _ONE_ITEM_PER_EVENT.get()
 
 
 class EventStream(ABC):

@@ -1,0 +1,273 @@
+"""``lagent bench`` against guidellm: the same server, the same requests, TTFT,
+ITL and output tokens/s side by side.
+
+Two servers, each measured by both tools in alternating rounds:
+
+* a real ``python -m llama_cpp.server`` serving SmolLM2-135M on the CPU. Both
+  tools send the same raw prompts to ``/v1/completions`` (greedy,
+  ``max_tokens`` fixed), one request at a time (lagent ``concurrency=1``,
+  guidellm's ``synchronous`` profile). The server runs at a raised CPU priority
+  for the benchmark, so that neither client's own CPU use (nor the rest of a
+  busy machine) slows it down for one tool and not the other; the CPU seconds
+  each tool spent are printed;
+* a paced server (``tests/faults/chaos_server.py``: real HTTP, OpenAI SSE) that
+  sends each event a fixed time after the previous one: its true TTFT and ITL
+  are known, so it checks the measurement itself.
+
+The metrics are defined alike: TTFT from sending to the first event with text;
+ITL the mean gap between consecutive events with text over all requests
+(guidellm: ``(last - first) / (tokens - 1)`` per request, weighted by tokens,
+the same quantity); output tokens/s the tokens of the completed requests over
+the run's duration. llama.cpp's server reports no usage in streams: lagent
+counts the tokens of each reply with the model's tokenizer (the GGUF's),
+guidellm counts streamed events, one token each.
+
+guidellm pins other versions of what lagent uses, so it runs from a virtualenv
+of its own, made on first use (``--venv``, default ``.venv-guidellm``; a CPU
+build of torch is installed first, as guidellm depends on torch).
+
+Target: every lagent/guidellm ratio within 10% of 1 (medians over the rounds).
+
+Run: ``python benchmarks/bench_vs_guidellm.py [--requests 8] [--output-tokens 64] [--rounds 3]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the llama.cpp server fixture lives in tests/fixtures
+
+from lagent.bench import BenchRequest, BenchRun, run_benchmark, summarize  # noqa: E402
+from lagent.bench.tokens import token_counter  # noqa: E402
+from lagent.llms.default_model import smollm2_gguf_path  # noqa: E402
+from lagent.llms.openai_compatible import OpenAICompatible  # noqa: E402
+from tests.faults.campaign import chaos_server  # noqa: E402
+from tests.fixtures.servers import llamacpp_server  # noqa: E402
+
+GUIDELLM = 'guidellm==0.8.1'
+TORCH_CPU = 'torch==2.13.0'
+MODEL = 'smollm2'
+RAW_PROMPT = [  # a meta_template that sends a user message's text as the raw prompt, as guidellm does
+    {'role': 'user', 'begin': '', 'end': ''},
+    {'role': 'assistant', 'begin': '', 'end': '', 'generate': True},
+]
+METRICS = ('TTFT mean (ms)', 'ITL mean (ms)', 'output tokens/s')
+
+
+def prompts(count: int) -> list[str]:
+    """Prompts a small model answers at length (so that every reply runs to ``max_tokens``)."""
+    return [f'Count from {start} to 1000, separated by commas: {start}, {start + 1},' for start in range(1, count + 1)]
+
+
+# ---------------------------------------------------------------------- guidellm, in its own virtualenv
+
+
+def ensure_guidellm(venv: Path) -> Path:
+    """The ``guidellm`` command of ``venv``, installing it there first if needed."""
+    command = venv / 'bin' / 'guidellm'
+    if command.exists():
+        return command
+    print(f'making {venv} for {GUIDELLM} (once)...', flush=True)
+    subprocess.run([sys.executable, '-m', 'venv', str(venv)], check=True)
+    pip = [str(venv / 'bin' / 'python'), '-m', 'pip', 'install', '--quiet']
+    subprocess.run([*pip, '--upgrade', 'pip'], check=True)
+    subprocess.run([*pip, TORCH_CPU], check=True)  # before guidellm, or pip picks a CUDA build
+    subprocess.run([*pip, GUIDELLM], check=True)
+    return command
+
+
+def run_guidellm(command: Path, target: Target, data: Path, requests: int, output_tokens: int, out: Path) -> dict:
+    backend = {
+        'kind': 'openai_http',
+        'target': target.url,
+        'model': target.model,
+        'request_format': '/v1/completions',
+        'validate_backend': False,
+        'extras': {'body': {'max_tokens': output_tokens, 'temperature': 0}},
+    }
+    cpu = _children_cpu()
+    subprocess.run(
+        [
+            str(command), 'run',
+            '--backend', json.dumps(backend),
+            '--profile', 'kind=synchronous',
+            '--constraint', f'kind=max_requests,count={requests}',
+            '--data', f'kind=json_file,path={data}',
+            '--output', f'kind=json,path={out}',
+            '--disable-console',
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, 'HF_HUB_OFFLINE': '1'},
+    )  # fmt: skip
+    benchmark = json.loads(out.read_text())['benchmarks'][0]
+    metrics, records = benchmark['metrics'], benchmark['requests']['successful']
+    return {
+        'TTFT mean (ms)': metrics['time_to_first_token_ms']['successful']['mean'],
+        'ITL mean (ms)': metrics['inter_token_latency_ms']['successful']['mean'],
+        'output tokens/s': metrics['output_tokens_per_second']['successful']['mean'],
+        'completed': len(records),
+        'output tokens': metrics['output_token_count']['successful']['total_sum'],
+        'CPU s': _children_cpu() - cpu,
+    }
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+# ---------------------------------------------------------------------- lagent
+
+
+def run_lagent(target: Target, texts: list[str], output_tokens: int, count_tokens: Callable[[str], int]) -> dict:
+    requests = [BenchRequest([{'role': 'user', 'content': text}], output_tokens) for text in texts]
+
+    async def measure() -> BenchRun:
+        async with OpenAICompatible(target.url, target.model, meta_template=RAW_PROMPT, temperature=0) as llm:
+            return await run_benchmark(llm, requests, concurrency=1, count_tokens=count_tokens)
+
+    cpu = time.process_time()
+    run = asyncio.run(measure())
+    cpu = time.process_time() - cpu
+    summary = summarize(run.records, run.duration_s)
+    assert summary.ttft is not None and summary.itl is not None and summary.output_tokens_per_s is not None
+    return {
+        'TTFT mean (ms)': summary.ttft.mean * 1000,
+        'ITL mean (ms)': summary.itl.mean * 1000,
+        'output tokens/s': summary.output_tokens_per_s,
+        'completed': summary.completed,
+        'output tokens': summary.output_tokens,
+        'events with text': sum(len(record.event_s) for record in run.records),
+        'CPU s': cpu,
+    }
+
+
+# ---------------------------------------------------------------------- servers
+
+
+@dataclass
+class Target:
+    name: str
+    url: str
+    model: str
+
+
+@contextlib.contextmanager
+def llamacpp(scratch: Path) -> Iterator[Target]:
+    """The real llama.cpp server, at a raised CPU priority while it runs."""
+    with llamacpp_server(smollm2_gguf_path(), scratch / 'server.log') as url:
+        port = url.rsplit(':', 1)[1]
+        for pid in _pids_with('llama_cpp.server', port):
+            os.setpriority(os.PRIO_PROCESS, pid, -10)
+        with OpenAICompatible(url, MODEL, temperature=0, max_new_tokens=8) as llm:
+            llm.generate('Hello')  # warm up
+        yield Target('llama.cpp server, SmolLM2-135M on the CPU', url, MODEL)
+
+
+@contextlib.contextmanager
+def paced(output_tokens: int, ttft_s: float, itl_s: float) -> Iterator[Target]:
+    """The chaos server without faults, sending an event every ``itl_s`` seconds (and reporting usage)."""
+    with chaos_server() as server:
+        server.plan(tokens=[f' w{i}' for i in range(output_tokens)], delay=itl_s, first_delay=ttft_s)
+        yield Target(f'paced server ({ttft_s * 1000:.0f} ms to the first event, then one every '
+                     f'{itl_s * 1000:.0f} ms)', server.url, 'chaos')  # fmt: skip
+
+
+def _pids_with(*words: str) -> list[int]:
+    pids = []
+    for entry in Path('/proc').iterdir():
+        if entry.name.isdigit():
+            try:
+                arguments = (entry / 'cmdline').read_bytes().split(b'\0')
+            except OSError:
+                continue
+            if all(word.encode() in arguments or any(word.encode() in a for a in arguments) for word in words):
+                pids.append(int(entry.name))
+    return pids
+
+
+# ---------------------------------------------------------------------- main
+
+
+def compare(target: Target, guidellm: Path, texts: list[str], args: argparse.Namespace,
+            count_tokens: Callable[[str], int], scratch: Path) -> tuple[bool, dict]:  # fmt: skip
+    data = scratch / 'prompts.jsonl'
+    data.write_text(''.join(json.dumps({'prompt': text}) + '\n' for text in texts), encoding='utf-8')
+    rounds: dict[str, list[dict]] = {'lagent': [], 'guidellm': []}
+    print(f'\n{target.name}: {args.requests} requests of {args.output_tokens} tokens, one at a time', flush=True)
+    for index in range(args.rounds):
+        started = time.monotonic()
+        rounds['lagent'].append(run_lagent(target, texts, args.output_tokens, count_tokens))
+        out = scratch / f'guidellm-{index}.json'
+        rounds['guidellm'].append(run_guidellm(guidellm, target, data, args.requests, args.output_tokens, out))
+        print(f'  round {index + 1}/{args.rounds} ({time.monotonic() - started:.0f}s): '
+              f'lagent {_short(rounds["lagent"][-1])} | guidellm {_short(rounds["guidellm"][-1])}', flush=True)  # fmt: skip
+    names = (*METRICS, 'CPU s')
+    medians = {
+        tool: {name: statistics.median(r[name] for r in runs) for name in names} for tool, runs in rounds.items()
+    }
+    print(f'  medians of {args.rounds} rounds')
+    print(f'  {"metric":<18}{"lagent bench":>14}{"guidellm":>12}{"ratio":>8}')
+    ok = True
+    for name in names:
+        ours, theirs = medians['lagent'][name], medians['guidellm'][name]
+        ratio = ours / theirs
+        verdict = ('ok' if abs(ratio - 1) <= 0.10 else 'MISSED') if name in METRICS else '(not a target)'
+        ok &= name not in METRICS or abs(ratio - 1) <= 0.10
+        print(f'  {name:<18}{ours:>14.2f}{theirs:>12.2f}{ratio:>8.3f}   {verdict}')
+    tokens = [r['output tokens'] for r in rounds['lagent']], [r['output tokens'] for r in rounds['guidellm']]
+    events = [r['events with text'] for r in rounds['lagent']]
+    print(f'  output tokens per round: lagent {tokens[0]} ({events} events with text), guidellm {tokens[1]}')
+    return ok, {'server': target.name, 'rounds': rounds, 'medians': medians}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--requests', type=int, default=8, help='requests per round')
+    parser.add_argument('--output-tokens', type=int, default=64, help='max_tokens of every request')
+    parser.add_argument('--rounds', type=int, default=3, help='rounds of each tool, alternating')
+    parser.add_argument('--servers', nargs='+', default=['llamacpp', 'paced'], choices=['llamacpp', 'paced'])
+    parser.add_argument('--venv', type=Path, default=ROOT / '.venv-guidellm', help="guidellm's own virtualenv")
+    parser.add_argument('--json', metavar='OUT', help='write every round and the medians')
+    args = parser.parse_args()
+
+    guidellm = ensure_guidellm(args.venv)
+    count_tokens = token_counter(smollm2_gguf_path())
+    texts = prompts(args.requests)
+    results, all_ok = [], True
+    with tempfile.TemporaryDirectory() as folder:
+        scratch = Path(folder)
+        for name in args.servers:
+            server = llamacpp(scratch) if name == 'llamacpp' else paced(args.output_tokens, 0.1, 0.02)
+            with server as target:
+                ok, result = compare(target, guidellm, texts, args, count_tokens, scratch)
+            all_ok &= ok
+            results.append(result)
+    print('\nmeasured on a shared, busy machine (2 cores): the ratios matter, not the absolute numbers')
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1) + '\n')
+    return 0 if all_ok else 1
+
+
+def _short(result: dict) -> str:
+    return ', '.join(f'{name} {result[name]:.1f}' for name in METRICS)
+
+
+if __name__ == '__main__':
+    sys.exit(main())
