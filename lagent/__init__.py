@@ -4,6 +4,10 @@
 imported when an engine is constructed.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from lagent.errors import (
     APIStatusError,
     EngineStartError,
@@ -17,7 +21,7 @@ from lagent.errors import (
     ServerError,
     StreamError,
 )
-from lagent.llms import BaseLLM, ScriptedLLM, build_llm, default_llm, register_llm
+from lagent.llms import BaseLLM, build_llm, register_llm
 from lagent.schema import (
     ActionReturn,
     ActionStatusCode,
@@ -33,6 +37,9 @@ from lagent.schema import (
 )
 
 __version__ = '0.3.0'
+
+if TYPE_CHECKING:
+    from lagent.llms import ScriptedLLM, default_llm
 
 __all__ = [
     'APIStatusError',
@@ -64,3 +71,11 @@ __all__ = [
     'default_llm',
     'register_llm',
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ('ScriptedLLM', 'default_llm'):  # engines load lazily
+        import lagent.llms
+
+        return getattr(lagent.llms, name)
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

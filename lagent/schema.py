@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 __all__ = [
     'ActionReturn',
@@ -163,6 +163,12 @@ class Message(BaseModel):
     """Tool calls made by an assistant message."""
     tool_call_id: str | None = None
     """For a ``tool`` message: the id of the call it answers."""
+
+    @model_validator(mode='after')
+    def _has_content(self) -> Message:
+        if self.content is None and not self.tool_calls:
+            raise ValueError(f'a {self.role!r} message needs content (only an assistant tool call may have none)')
+        return self
 
     @property
     def text(self) -> str:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from lagent.bench.stats import percentile
+from lagent.cli import build_parser
 from tests.fixtures.servers import free_port
 
 pytestmark = pytest.mark.slow
@@ -333,3 +334,50 @@ def test_agent_on_the_embedded_model() -> None:
 
 def test_agent_unknown_tool() -> None:
     assert_one_line_error(lagent('agent', '--tools', 'calculator,browser', 'hi'), "unknown tool 'browser'")
+
+
+# ---------------------------------------------------------------------- rough edges
+
+
+@pytest.mark.parametrize(
+    ('backend', 'missing'),
+    [('openai', '--url'), ('lmdeploy-client', '--url'), ('hf', '--model'), ('triton', '--url and --model')],
+)
+def test_a_missing_required_option_is_one_line(backend: str, missing: str) -> None:
+    assert_one_line_error(lagent('chat', '--backend', backend, 'Hi'), f'needs {missing}')
+
+
+def test_version_and_system() -> None:
+    version = lagent('--version')
+    assert version.returncode == 0 and re.fullmatch(r'lagent \d+\.\d+\.\d+\s*', version.stdout)
+    system = lagent('--system')
+    assert system.returncode == 0
+    for line in ('python 3.', 'torch: ', 'engines:'):
+        assert line in system.stdout
+    assert re.search(r'^  llamacpp +LlamaCpp +ready \(llama-cpp-python ', system.stdout, re.M)
+    assert re.search(r'^  lmdeploy-pipeline +LMDeployPipeline +installed, but needs a CUDA device', system.stdout, re.M)
+
+
+@pytest.mark.parametrize('option', ['--json', '--plot'])
+def test_bench_checks_output_paths_before_the_run(tmp_path: Path, option: str) -> None:
+    missing_dir = tmp_path / 'no' / 'such' / 'out.file'
+    result = lagent('bench', '--synthetic', '--num-requests', '1', option, str(missing_dir), timeout=60)
+    assert_one_line_error(result, 'cannot write', 'no directory')
+    result = lagent('bench', '--synthetic', '--num-requests', '1', option, str(tmp_path), timeout=60)
+    assert_one_line_error(result, 'is a directory')
+
+
+def test_bench_length_options_never_silently_override_each_other(tmp_path: Path) -> None:
+    result = lagent('bench', '--synthetic', '--output-len', '5', '--max-new-tokens', '6', timeout=60)
+    assert_one_line_error(result, '--output-len 5 and --max-new-tokens 6 disagree')
+    dataset = tmp_path / 'd.jsonl'
+    dataset.write_text('{"prompt": "hi"}\n')
+    result = lagent('bench', '--dataset', str(dataset), '--input-len', '3', timeout=60)
+    assert_one_line_error(result, '--input-len applies to --synthetic only')
+
+
+def test_bench_help_shows_the_defaults() -> None:
+    bench = build_parser()._subparsers._group_actions[0].choices['bench']
+    for action in bench._actions:
+        if action.option_strings[0] in ('--input-len', '--output-len', '--num-requests', '--concurrency', '--seed'):
+            assert 'default' in action.help, action.option_strings

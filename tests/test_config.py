@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from lagent.errors import MissingExtraError
+from lagent.llms import registry
 from lagent.llms.base import BaseLLM
 from lagent.llms.config import accepted_keywords, build_llm, engine_names, register_llm, resolve_engine
 from lagent.llms.scripted import ScriptedLLM
@@ -128,34 +129,27 @@ def test_a_kwargs_that_leads_nowhere_visible_accepts_anything() -> None:
     assert accepted_keywords(Wrapper) == (set(), True)
 
 
-def test_register_llm_by_class_and_by_target() -> None:
+def test_register_llm_by_class_and_by_target(monkeypatch: pytest.MonkeyPatch) -> None:
     class MyEngine(ScriptedLLM):
         pass
 
+    monkeypatch.setattr('lagent.llms.registry.ENGINES', list(registry.ENGINES))  # registrations end with the test
     register_llm('my-engine', MyEngine)
     register_llm('my-scripted', 'lagent.llms.scripted:ScriptedLLM')
-    try:
-        assert type(build_llm({'type': 'my-engine', 'replies': []})) is MyEngine
-        assert resolve_engine('my-scripted') is ScriptedLLM
-        assert {'my-engine', 'my-scripted'} <= set(engine_names())
-        with pytest.raises(ValueError, match='already registered'):
-            register_llm('my-engine', ScriptedLLM)
-        register_llm('my-engine', ScriptedLLM, override=True)
-        assert resolve_engine('my-engine') is ScriptedLLM
-    finally:
-        from lagent.llms import config
-
-        config._ENGINES.pop('my-engine', None)
-        config._ENGINES.pop('my-scripted', None)
+    assert type(build_llm({'type': 'my-engine', 'replies': []})) is MyEngine
+    assert resolve_engine('my-scripted') is ScriptedLLM
+    assert {'my-engine', 'my-scripted'} <= set(engine_names())
+    with pytest.raises(ValueError, match='already registered'):
+        register_llm('my-engine', ScriptedLLM)
+    register_llm('my-engine', ScriptedLLM, override=True)
+    assert resolve_engine('my-engine') is ScriptedLLM
     with pytest.raises(ValueError, match='module:ClassName'):
         register_llm('broken', 'no_colon_here')
 
 
-def test_every_builtin_alias_points_to_a_class_name_entry() -> None:
-    from lagent.llms.config import _ENGINES
-
-    class_targets = {target for name, target in _ENGINES.items() if name[0].isupper()}
-    assert all(target in class_targets for name, target in _ENGINES.items() if not name[0].isupper())
+def test_no_builtin_name_points_to_two_engines() -> None:
+    names = [name for spec in registry.ENGINES for name in spec.names]
+    assert len(names) == len(set(names))
 
 
 def test_the_registry_imports_no_engine_library() -> None:

@@ -43,7 +43,14 @@ def test_message_accepts_any_role_and_content_parts():
     assert message.text == '{"ok": true}'
     parts = Message(role='user', content=[{'type': 'text', 'text': 'a'}, {'type': 'image_url', 'image_url': {}}])
     assert parts.text == 'a'
-    assert Message(role='assistant').text == ''
+    call = {'id': 'c1', 'function': {'name': 'f', 'arguments': '{}'}}
+    assert Message(role='assistant', tool_calls=[call]).text == ''
+
+
+@pytest.mark.parametrize('message', [{'role': 'user'}, {'role': 'user', 'content': None}, {'role': 'assistant'}])
+def test_a_message_without_content_is_rejected_unless_it_is_a_tool_call(message) -> None:
+    with pytest.raises(ValueError, match='needs content'):
+        Message(**message)
 
 
 def test_message_to_openai_leaves_out_unset_fields_and_keeps_extra_part_fields():

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import sys
 from collections.abc import Sequence
 
+import lagent
 from lagent.cli._common import engine_options, error, log_to_stderr
 from lagent.errors import LLMError
 
@@ -39,9 +41,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+class _SystemReport(argparse.Action):
+    def __init__(self, option_strings: Sequence[str], dest: str, help: str | None = None):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
+        from lagent.cli._system import system_report
+
+        sys.stdout.write(system_report() + '\n')
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser of the ``lagent`` command and its subcommands."""
     parser = argparse.ArgumentParser(prog='lagent', description='Chat, run agents and benchmark any lagent engine.')
+    parser.add_argument('--version', action='version', version=f'lagent {lagent.__version__}')
+    parser.add_argument(
+        '--system', action=_SystemReport, help="show this machine's Python, torch devices and engines, then exit"
+    )
     commands = parser.add_subparsers(dest='command', required=True, metavar='COMMAND')
     engine = engine_options()
     for name in _COMMANDS:

@@ -4,7 +4,6 @@ engine they describe, and one-line output helpers."""
 from __future__ import annotations
 
 import argparse
-import inspect
 import logging
 import os
 import sys
@@ -12,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from lagent.llms.base import BaseLLM
-from lagent.llms.config import build_llm, load_config, resolve_engine
+from lagent.llms.config import accepted_keywords, build_llm, load_config, required_keywords
+from lagent.llms.registry import ENGINES, find_engine, resolve_engine
 
 __all__ = [
     'DEFAULT_BACKEND',
@@ -28,8 +28,6 @@ __all__ = [
 ]
 
 DEFAULT_BACKEND = 'llamacpp'
-BACKENDS = ('llamacpp', 'llamacpp-server', 'lmdeploy-client', 'lmdeploy-server', 'triton', 'openai', 'hf')
-_URL_KEYWORDS = ('url', 'tritonserver_addr')
 
 
 def engine_options() -> argparse.ArgumentParser:
@@ -37,7 +35,8 @@ def engine_options() -> argparse.ArgumentParser:
     group = options.add_argument_group('engine')
     group.add_argument(
         '--backend',
-        help=f'the engine: {", ".join(BACKENDS)}, or any registered engine name (default: {DEFAULT_BACKEND})',
+        help=f'the engine: {", ".join(spec.name for spec in ENGINES)}, or any registered engine name '
+        f'(default: {DEFAULT_BACKEND})',
     )
     group.add_argument('--model', help='model path (in-process and child-server engines) or model name (clients)')
     group.add_argument(
@@ -64,18 +63,25 @@ def engine_config(args: argparse.Namespace) -> dict[str, Any]:
         config['type'] = args.backend
     config.setdefault('type', DEFAULT_BACKEND)
     engine = resolve_engine(config['type'])
-    own = inspect.signature(engine).parameters  # not inherited ones: a child-server engine sets its own url
-    url_keyword = next((name for name in _URL_KEYWORDS if name in own), None)
+    spec = find_engine(config['type']) if isinstance(config['type'], str) else None
+    url_keyword, model_keyword = (spec.url_keyword, spec.model_keyword) if spec else (None, 'path')
     if args.url is not None:
         if url_keyword is None:
             raise ValueError(f'{engine.__name__} starts its own model and takes no --url; use --model')
         config[url_keyword] = args.url
     if args.model is not None:
-        config['model_name' if url_keyword and 'model_name' in own else 'path'] = args.model
-    if 'api_key' in own and 'api_key' not in config:
+        if model_keyword is None:
+            raise ValueError(f'{engine.__name__} takes no --model')
+        config[model_keyword] = args.model
+    accepted, _ = accepted_keywords(engine)
+    if 'api_key' in accepted and 'api_key' not in config:
         api_key = os.environ.get('LAGENT_API_KEY') or os.environ.get('OPENAI_API_KEY')
         if api_key:
             config['api_key'] = api_key
+    options = {url_keyword: '--url', model_keyword: '--model'}
+    missing = [options.get(name, name) for name in required_keywords(engine) if name not in config]
+    if missing:
+        raise ValueError(f'{engine.__name__} needs {" and ".join(missing)}')
     if args.template is not None:
         config.pop('meta_template', None)
         config.pop('chat_template', None)

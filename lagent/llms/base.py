@@ -1,29 +1,34 @@
 """The LLM contract every engine offers, and the machinery all engines share.
 
-An engine subclasses :class:`BaseLLM` and implements only the hooks that
-differ between engines:
+An engine subclasses :class:`BaseLLM` and implements one hook::
 
-* ``_stream_prompt(prompt, params)`` yields :class:`~lagent.schema.Chunk`\\ s for
-  a rendered prompt string (engines that take raw text), and/or
-* ``_stream_messages(messages, params, tools=..., tool_choice=...)`` yields them
-  for a list of OpenAI-style message dicts (engines that apply the model's chat
-  template themselves: chat endpoints, ``create_chat_completion``...),
+    def _stream(self, request: LLMRequest, params: GenerationParams) -> Iterator[Chunk]: ...
 
-plus async twins where the engine has native async I/O (by default they run
-the sync hook in a worker thread). Capabilities are class attributes
-(``accepts_messages``, ``native_tools``, ``batch_concurrency``), never probed.
+``request`` carries either a rendered ``prompt`` or OpenAI-style ``messages``
+(with ``tools`` and ``tool_choice``); which one is decided here, once, from the
+engine's template and its declared capabilities. Optional hooks:
 
-Everything else lives here, once: parameter merging and validation, prompt
-rendering, stop words, batching, cumulative text and status codes.
+* ``_astream(request, params)``: native async I/O (by default the sync hook
+  runs in a worker thread);
+* ``_answer(request, params)`` / ``_aanswer``: a faster path for a whole
+  answer (by default the stream);
+* ``_answer_batch(requests, params)``: real batching, for engines that declare
+  ``native_batching``.
 
-Which path ``chat`` takes:
+Capabilities are class attributes (``accepts_messages``, ``native_tools``,
+``native_batching``, ``batch_concurrency``), never probed. Everything else
+lives here, once: parameter merging and validation, prompt rendering, stop
+words (one path for streams, whole answers and batches), cumulative text and
+status codes.
+
+Which request ``chat`` makes:
 
 * a ``meta_template`` (role dicts or a registered name) renders the prompt
-  here and uses the prompt path; a meta_template whose roles all have an
-  ``api_role`` only renames roles and uses the messages path;
+  here; a meta_template whose roles all have an ``api_role`` only renames roles
+  and sends messages;
 * a ``chat_template`` (Jinja) renders the prompt here, tools included;
-* with neither, engines with a messages path get the messages (the model's own
-  template applies, and native ``tools`` go there); other engines get the
+* with neither, engines that ``accepts_messages`` get the messages (the model's
+  own template applies, and native ``tools`` go there); other engines get the
   message contents joined by newlines.
 """
 
@@ -32,9 +37,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import warnings
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, TypeVar, Union, cast
 
 from lagent.llms.streaming import AsyncStream, ChunkAccumulator, StopFilter, Stream
@@ -52,21 +58,20 @@ StreamChatStep = tuple[ModelStatusCode, str, Union[Response, None]]
 last step only) the whole :class:`~lagent.schema.Response`."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class LLMRequest:
     """What an engine is asked, after templating: exactly one of ``prompt`` and
-    ``messages`` is set."""
+    ``messages`` is set (see :meth:`BaseLLM.prepare`)."""
 
     prompt: str | None = None
-    """The rendered prompt (prompt path)."""
+    """The rendered prompt, or a raw prompt given to ``generate``."""
     messages: list[dict[str, Any]] | None = None
-    """OpenAI-style messages (messages path)."""
+    """OpenAI-style messages, for engines that apply the model's chat template themselves."""
     tools: list[dict[str, Any]] | None = None
-    """Tool schemas sent natively with the messages."""
+    """Tool schemas (OpenAI function format): sent natively with ``messages``, or
+    already rendered into ``prompt`` by a chat template (then shown for information)."""
     tool_choice: str | dict[str, Any] | None = None
-    """``'auto'``, ``'none'``, ``'required'`` or a forced function."""
-    extra: dict[str, Any] = field(default_factory=dict)
-    """Engine-specific details (unused by the base class)."""
+    """``'auto'``, ``'none'``, ``'required'`` or a forced function (messages only)."""
 
 
 class BaseLLM:
@@ -93,11 +98,13 @@ class BaseLLM:
     """
 
     accepts_messages: ClassVar[bool] = False
-    """The engine implements ``_stream_messages`` (it applies the chat template itself)."""
+    """The hook takes ``request.messages`` (the engine applies the chat template itself)."""
     native_tools: ClassVar[bool] = False
-    """``_stream_messages`` accepts ``tools`` and returns tool-call deltas."""
+    """With messages, the hook takes ``tools`` and yields tool-call deltas."""
+    native_batching: ClassVar[bool] = False
+    """The engine generates a batch together, through :meth:`_answer_batch`."""
     batch_concurrency: ClassVar[int] = 1
-    """How many requests of a batch run at once (1: one after another)."""
+    """Without native batching, how many requests of a batch run at once (1: one after another)."""
 
     def __init__(
         self,
@@ -114,6 +121,7 @@ class BaseLLM:
         **gen_params: Any,
     ):
         self.path = path
+        self._warned_untemplated = False
         self.template: MetaTemplate | ChatTemplate | None = None
         template_stop_words: tuple[str, ...] = ()
         if meta_template is not None and chat_template is not None:
@@ -127,6 +135,11 @@ class BaseLLM:
             self.template = ChatTemplate(chat_template)
         elif chat_template is not None:
             self.template = chat_template
+        unknown = [name for name in gen_params if name not in GenerationParams.model_fields]
+        if unknown:
+            from lagent.llms.config import explain_unknown_keywords  # only on this error path: it imports engines
+
+            raise ValueError(explain_unknown_keywords(type(self), unknown))
         self.gen_params = GenerationParams.create(
             max_new_tokens=max_new_tokens,
             top_p=top_p,
@@ -160,43 +173,34 @@ class BaseLLM:
 
     # ------------------------------------------------------------------ hooks
 
-    def _stream_prompt(self, prompt: str, params: GenerationParams) -> Iterator[Chunk]:
-        """Yield the reply to a rendered prompt. Engines that take prompts override this."""
-        raise NotImplementedError(f'{type(self).__name__} does not take raw prompts; send a conversation')
+    def _stream(self, request: LLMRequest, params: GenerationParams) -> Iterator[Chunk]:
+        """The engine hook: yield the reply to ``request`` as raw chunks.
 
-    def _stream_messages(
-        self,
-        messages: list[dict[str, Any]],
-        params: GenerationParams,
-        *,
-        tools: list[dict[str, Any]] | None = None,
-        tool_choice: str | dict[str, Any] | None = None,
-    ) -> Iterator[Chunk]:
-        """Yield the reply to a conversation. Engines with ``accepts_messages`` override this."""
-        raise NotImplementedError(f'{type(self).__name__} has no messages path')
+        ``request.prompt`` is set, or (for engines that ``accepts_messages``)
+        ``request.messages`` with ``tools`` and ``tool_choice``. Stop words are
+        applied to what this yields by the caller; sending them to the engine
+        too (so it stops early) is the engine's business. Closing the returned
+        iterator must stop the generation.
+        """
+        raise NotImplementedError(f'{type(self).__name__} implements no _stream hook')
 
-    def _astream_prompt(self, prompt: str, params: GenerationParams) -> AsyncIterator[Chunk]:
-        """Async twin of ``_stream_prompt``; by default runs it in a worker thread."""
-        return iterate_in_thread(lambda: self._stream_prompt(prompt, params))
+    def _astream(self, request: LLMRequest, params: GenerationParams) -> AsyncIterator[Chunk]:
+        """Async twin of :meth:`_stream`; by default runs it in a worker thread."""
+        return iterate_in_thread(lambda: self._stream(request, params))
 
-    def _astream_messages(
-        self,
-        messages: list[dict[str, Any]],
-        params: GenerationParams,
-        *,
-        tools: list[dict[str, Any]] | None = None,
-        tool_choice: str | dict[str, Any] | None = None,
-    ) -> AsyncIterator[Chunk]:
-        """Async twin of ``_stream_messages``; by default runs it in a worker thread."""
-        return iterate_in_thread(lambda: self._stream_messages(messages, params, tools=tools, tool_choice=tool_choice))
+    def _answer(self, request: LLMRequest, params: GenerationParams) -> Iterable[Chunk]:
+        """Optional hook: the whole reply, for engines with a faster path than
+        streaming (e.g. one non-streamed HTTP request). By default, the stream."""
+        return self._stream(request, params)
 
-    def _complete_many(self, requests: list[LLMRequest], params: GenerationParams) -> list[Response]:
-        """Answer a batch. By default runs ``batch_concurrency`` requests at once;
-        engines with real batching override this."""
-        if self.batch_concurrency <= 1 or len(requests) <= 1:
-            return [self._complete(request, params) for request in requests]
-        with ThreadPoolExecutor(max_workers=min(self.batch_concurrency, len(requests))) as pool:
-            return list(pool.map(lambda request: self._complete(request, params), requests))
+    def _aanswer(self, request: LLMRequest, params: GenerationParams) -> AsyncIterator[Chunk]:
+        """Async twin of :meth:`_answer`; by default, the async stream."""
+        return self._astream(request, params)
+
+    def _answer_batch(self, requests: list[LLMRequest], params: GenerationParams) -> list[list[Chunk]]:
+        """Optional hook of engines that declare ``native_batching``: the raw
+        replies to several requests generated together, in order."""
+        raise NotImplementedError(f'{type(self).__name__} declares native_batching but has no _answer_batch')
 
     def close(self) -> None:
         """Release the engine's resources (connections, child processes, models)."""
@@ -267,6 +271,14 @@ class BaseLLM:
             return self._messages_request([item.to_openai() for item in items], tool_list, choice)
         if tool_list:
             raise ValueError(f'{type(self).__name__} has no native tools; give it a chat_template that renders them')
+        if not self._warned_untemplated:
+            self._warned_untemplated = True
+            warnings.warn(
+                f'{type(self).__name__} has no template: the messages are joined into one prompt without roles. '
+                "Give it meta_template=... (e.g. 'chatml') or chat_template=... to render them as the model expects.",
+                UserWarning,
+                stacklevel=3,
+            )
         return LLMRequest(prompt=join_contents(inputs))
 
     def _messages_request(
@@ -281,48 +293,36 @@ class BaseLLM:
         return LLMRequest(messages=messages, tools=tools, tool_choice=tool_choice if tools else None)
 
     def _open(self, request: LLMRequest, params: GenerationParams) -> Iterator[Chunk]:
-        if request.prompt is not None:
-            source = self._stream_prompt(request.prompt, params)
-        else:
-            source = self._stream_messages(
-                cast('list[dict[str, Any]]', request.messages),
-                params,
-                tools=request.tools,
-                tool_choice=request.tool_choice,
-            )
-        return _filter_reply(source, params.stop_words)
+        return _filter_reply(self._stream(request, params), params.stop_words)
 
     def _aopen(self, request: LLMRequest, params: GenerationParams) -> AsyncIterator[Chunk]:
-        if request.prompt is not None:
-            source = self._astream_prompt(request.prompt, params)
-        else:
-            source = self._astream_messages(
-                cast('list[dict[str, Any]]', request.messages),
-                params,
-                tools=request.tools,
-                tool_choice=request.tool_choice,
-            )
-        return _afilter_reply(source, params.stop_words)
+        return _afilter_reply(self._astream(request, params), params.stop_words)
 
     def _complete(self, request: LLMRequest, params: GenerationParams) -> Response:
-        accumulator = ChunkAccumulator()
-        for chunk in self._open(request, params):
-            accumulator.add(chunk)
-        return accumulator.response()
-
-    def _response_from(self, chunks: Iterable[Chunk], params: GenerationParams) -> Response:
-        """Build the reply from chunks an engine already holds (e.g. a whole
-        non-streamed answer), applying stop words as the streaming path does."""
-        accumulator = ChunkAccumulator()
-        for chunk in _filter_reply(iter(chunks), params.stop_words):
-            accumulator.add(chunk)
-        return accumulator.response()
+        return _reply(self._answer(request, params), params)
 
     async def _acomplete(self, request: LLMRequest, params: GenerationParams) -> Response:
         accumulator = ChunkAccumulator()
-        async for chunk in self._aopen(request, params):
+        async for chunk in _afilter_reply(self._aanswer(request, params), params.stop_words):
             accumulator.add(chunk)
         return accumulator.response()
+
+    def _complete_many(self, requests: list[LLMRequest], params: GenerationParams) -> list[Response]:
+        if self.native_batching and len(requests) > 1:
+            return [_reply(chunks, params) for chunks in self._answer_batch(requests, params)]
+        if self.batch_concurrency <= 1 or len(requests) <= 1:
+            return [self._complete(request, params) for request in requests]
+        with ThreadPoolExecutor(max_workers=min(self.batch_concurrency, len(requests))) as pool:
+            return list(pool.map(lambda request: self._complete(request, params), requests))
+
+    async def _acomplete_many(self, requests: list[LLMRequest], params: GenerationParams) -> list[Response]:
+        limit = asyncio.Semaphore(max(1, self.batch_concurrency))
+
+        async def one(request: LLMRequest) -> Response:
+            async with limit:
+                return await self._acomplete(request, params)
+
+        return list(await asyncio.gather(*(one(request) for request in requests)))
 
     # ------------------------------------------------------------------ typed API
 
@@ -472,15 +472,6 @@ class BaseLLM:
         chunks = self.astream(inputs, tools=tools, tool_choice=tool_choice, **gen_params)
         return AsyncStream(_astatus_steps(chunks))
 
-    async def _acomplete_many(self, requests: list[LLMRequest], params: GenerationParams) -> list[Response]:
-        limit = asyncio.Semaphore(max(1, self.batch_concurrency))
-
-        async def one(request: LLMRequest) -> Response:
-            async with limit:
-                return await self._acomplete(request, params)
-
-        return list(await asyncio.gather(*(one(request) for request in requests)))
-
 
 # ---------------------------------------------------------------------- shared stream plumbing
 
@@ -511,6 +502,14 @@ class _ReplyFilter:
     def finish(self) -> Chunk | None:
         tail = self.stop.flush()
         return Chunk(text=tail) if tail else None
+
+
+def _reply(chunks: Iterable[Chunk], params: GenerationParams) -> Response:
+    """The whole reply from raw chunks, stop words applied (closes the source at a stop word)."""
+    accumulator = ChunkAccumulator()
+    for chunk in _filter_reply(iter(chunks), params.stop_words):
+        accumulator.add(chunk)
+    return accumulator.response()
 
 
 def _filter_reply(source: Iterator[Chunk], stop_words: Sequence[str]) -> Iterator[Chunk]:
@@ -660,6 +659,8 @@ def _check_tools(tools: Sequence[Mapping[str, Any]] | None) -> list[dict[str, An
 
 
 def _check_prompts(inputs: Sequence[str]) -> list[str]:
+    if isinstance(inputs, (bytes, Mapping)) or not isinstance(inputs, Sequence):
+        raise ValueError(f'generate takes a prompt string or a list of them, got {type(inputs).__name__}')
     prompts = list(inputs)
     if not prompts:
         raise ValueError('generate needs at least one prompt')

@@ -7,17 +7,16 @@ the way OpenCompass and AISBench model configs do::
                    meta_template='internlm2', max_new_tokens=256))
 
 ``type`` is an engine class, a class name (``'LlamaCpp'``) or a short name
-(``'llamacpp'``, ``'hf'``, ``'openai'``...), looked up in one registry that
-maps names to ``'module:Class'`` targets, or such a target itself (an engine
-of your own: ``'my_engines:EchoLLM'``). Engine modules are imported only
-when built, so the registry costs nothing at ``import lagent``. Keys the engine
+(``'llamacpp'``, ``'hf'``, ``'openai'``...) of the engine registry
+(:mod:`lagent.llms.registry`), or a ``'module:Class'`` target (an engine of
+your own: ``'my_engines:EchoLLM'``). Engine modules are imported only when
+built, so the registry costs nothing at ``import lagent``. Keys the engine
 does not take are rejected by name before it is constructed (a server engine
 would otherwise start a child process first).
 """
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import json
 import os
@@ -27,96 +26,20 @@ from typing import Any
 
 from lagent._optional import import_optional
 from lagent.llms.base import BaseLLM
+from lagent.llms.registry import ENGINES, EngineSpec, engine_names, register_llm, resolve_engine
 from lagent.schema import GenerationParams
 
-__all__ = ['build_llm', 'engine_names', 'register_llm', 'resolve_engine']
+__all__ = [
+    'build_llm',
+    'check_config_keys',
+    'engine_names',
+    'load_config',
+    'register_llm',
+    'required_keywords',
+    'resolve_engine',
+]
 
 LLMConfig = Mapping[str, Any]
-
-_ENGINES: dict[str, str | type] = {
-    # class names
-    'LlamaCpp': 'lagent.llms.llama_cpp:LlamaCpp',
-    'LlamaCppServer': 'lagent.llms.llama_cpp_server:LlamaCppServer',
-    'HFTransformer': 'lagent.llms.hf_transformer:HFTransformer',
-    'LMDeployPipeline': 'lagent.llms.lmdeploy_pipeline:LMDeployPipeline',
-    'LMDeployServer': 'lagent.llms.lmdeploy_server:LMDeployServer',
-    'LMDeployClient': 'lagent.llms.lmdeploy_client:LMDeployClient',
-    'TritonClient': 'lagent.llms.triton:TritonClient',
-    'OpenAICompatible': 'lagent.llms.openai_compatible:OpenAICompatible',
-    'GPTAPI': 'lagent.llms.openai_compatible:GPTAPI',
-    'ScriptedLLM': 'lagent.llms.scripted:ScriptedLLM',
-    # short names (the CLI's --backend)
-    'llamacpp': 'lagent.llms.llama_cpp:LlamaCpp',
-    'llamacpp-server': 'lagent.llms.llama_cpp_server:LlamaCppServer',
-    'hf': 'lagent.llms.hf_transformer:HFTransformer',
-    'lmdeploy-pipeline': 'lagent.llms.lmdeploy_pipeline:LMDeployPipeline',
-    'lmdeploy-server': 'lagent.llms.lmdeploy_server:LMDeployServer',
-    'lmdeploy-client': 'lagent.llms.lmdeploy_client:LMDeployClient',
-    'triton': 'lagent.llms.triton:TritonClient',
-    'openai': 'lagent.llms.openai_compatible:OpenAICompatible',
-}
-
-
-def register_llm(name: str, target: str | type[BaseLLM], *, override: bool = False) -> None:
-    """Make an engine buildable by name (in configs and on the command line).
-
-    Args:
-        name: The name a config's ``type`` (or ``lagent --backend``) will use.
-        target: The engine class, or ``'package.module:ClassName'`` to import it lazily.
-        override: Replace an existing entry of that name.
-
-    Raises:
-        ValueError: The name is taken (and ``override`` is false), or the target is malformed.
-    """
-    if not name or not isinstance(name, str):
-        raise ValueError('an engine name must be a non-empty string')
-    if name in _ENGINES and not override:
-        raise ValueError(f'engine {name!r} is already registered; pass override=True to replace it')
-    if isinstance(target, str):
-        module, _, attribute = target.partition(':')
-        if not module or not attribute:
-            raise ValueError(f"engine target must look like 'package.module:ClassName', got {target!r}")
-    elif not inspect.isclass(target):
-        raise ValueError(f'engine target must be a class or a "module:Class" string, got {type(target).__name__}')
-    _ENGINES[name] = target
-
-
-def engine_names() -> list[str]:
-    """Return every name an engine can be built by, sorted."""
-    return sorted(_ENGINES)
-
-
-def resolve_engine(engine: str | type[BaseLLM]) -> type[BaseLLM]:
-    """Return the engine class a config's ``type`` names (importing its module now):
-    a class, a registered name, or ``'package.module:ClassName'``.
-
-    Raises:
-        ValueError: The name is not registered (the message lists the names that
-            are), or the target's module or class does not exist.
-        MissingExtraError: The engine's library is not installed.
-    """
-    if inspect.isclass(engine):
-        return engine
-    if not isinstance(engine, str):
-        raise ValueError(f"an engine 'type' must be a class or a name, got {type(engine).__name__}")
-    target = _ENGINES.get(engine, engine if ':' in engine else None)
-    if target is None:
-        raise ValueError(
-            f"unknown engine {engine!r}; known: {', '.join(engine_names())} (or 'package.module:ClassName')"
-        )
-    if inspect.isclass(target):
-        return target
-    module_name, _, class_name = target.partition(':')
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name is None or not module_name.startswith(exc.name):
-            raise  # the module exists but one of its own imports failed: show that
-        raise ValueError(f'engine {engine!r}: no module named {exc.name!r}') from None
-    engine_class = getattr(module, class_name, None)
-    if not inspect.isclass(engine_class):
-        raise ValueError(f'engine {engine!r}: {module_name!r} has no class {class_name!r}')
-    return engine_class
 
 
 def build_llm(config: LLMConfig | str | os.PathLike[str]) -> BaseLLM:
@@ -218,3 +141,44 @@ def accepted_keywords(engine: type) -> tuple[set[str], bool]:
 
 def _one_line(exc: BaseException) -> str:
     return ' '.join(str(exc).split())
+
+
+def required_keywords(engine: type) -> list[str]:
+    """Return the constructor keywords ``engine`` cannot do without (no default)."""
+    parameters = list(inspect.signature(engine.__init__).parameters.values())[1:]  # drop self
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return [p.name for p in parameters if p.kind in kinds and p.default is inspect.Parameter.empty]
+
+
+_AGENT_KEYWORDS = frozenset(
+    {'action_executor', 'plugin_executor', 'interpreter_executor', 'protocol', 'max_turn', 'tools', 'memory'}
+)
+
+
+def explain_unknown_keywords(engine: type, names: list[str]) -> str:
+    """Say why ``engine`` rejects constructor keywords: whose keywords they are
+    (an agent's, another engine's) or that nobody takes them."""
+    reasons = []
+    for name in names:
+        if name in _AGENT_KEYWORDS:
+            reasons.append(f'{name!r} is an agent keyword (e.g. ReAct(llm=..., {name}=...)), not an LLM one')
+            continue
+        owners = [spec.class_name for spec in ENGINES if name in _keywords_of(spec)]
+        if owners:
+            reasons.append(f'{name!r} is a keyword of {", ".join(dict.fromkeys(owners))}, not of {engine.__name__}')
+        else:
+            accepted, _ = accepted_keywords(engine)
+            own = ', '.join(sorted(accepted - set(GenerationParams.model_fields)))
+            reasons.append(
+                f'unknown keyword {name!r} for {engine.__name__} (it takes: {own}, and generation parameters)'
+            )
+    return '; '.join(reasons)
+
+
+def _keywords_of(spec: EngineSpec) -> set[str]:
+    try:
+        engine = spec.load()
+    except (ImportError, ValueError):
+        return set()
+    accepted, _ = accepted_keywords(engine)
+    return accepted - set(GenerationParams.model_fields)

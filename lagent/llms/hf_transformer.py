@@ -20,10 +20,10 @@ from typing import Any
 
 from lagent._optional import import_optional
 from lagent.errors import EngineUnavailableError, LLMError
+from lagent.llms import results
 from lagent.llms.base import BaseLLM, LLMRequest
-from lagent.llms.streaming import StopFilter
 from lagent.prompts import ChatTemplate
-from lagent.schema import Chunk, GenerationParams, Response, Usage
+from lagent.schema import Chunk, GenerationParams
 
 __all__ = ['HFTransformer']
 
@@ -56,6 +56,7 @@ class HFTransformer(BaseLLM):
     """
 
     accepts_messages = True
+    native_batching = True
 
     def __init__(
         self,
@@ -113,24 +114,14 @@ class HFTransformer(BaseLLM):
 
     # ------------------------------------------------------------------ hooks
 
-    def _stream_prompt(self, prompt: str, params: GenerationParams) -> Iterator[Chunk]:
-        return self._stream_text(prompt, params, add_special_tokens=True)
+    def _stream(self, request: LLMRequest, params: GenerationParams) -> Iterator[Chunk]:
+        if request.prompt is not None:
+            return self._stream_text(request.prompt, params, add_special_tokens=True)
+        return self._stream_text(self._render(request.messages or []), params, add_special_tokens=False)
 
-    def _stream_messages(
-        self,
-        messages: list[dict[str, Any]],
-        params: GenerationParams,
-        *,
-        tools: list[dict[str, Any]] | None = None,
-        tool_choice: str | dict[str, Any] | None = None,
-    ) -> Iterator[Chunk]:
-        return self._stream_text(self._render(messages), params, add_special_tokens=False)
-
-    def _complete_many(self, requests: list[LLMRequest], params: GenerationParams) -> list[Response]:
+    def _answer_batch(self, requests: list[LLMRequest], params: GenerationParams) -> list[list[Chunk]]:
         """Generate every request in one left-padded batch."""
         self._check_open()
-        if len(requests) == 1:
-            return [self._complete(requests[0], params)]
         if any(request.prompt is not None for request in requests):
             texts, add_special = [request.prompt or '' for request in requests], True
         else:
@@ -143,25 +134,16 @@ class HFTransformer(BaseLLM):
             output = self.model.generate(**encoded, **self._generate_options(params))
         eos_ids = _eos_ids(self.model)
         skip = params.skip_special_tokens is not False
-        responses = []
+        replies = []
         for row, attention in zip(output, encoded['attention_mask'], strict=True):
             new_tokens = row[prompt_length:].tolist()
             length = next((i + 1 for i, token in enumerate(new_tokens) if token in eos_ids), None)
             finish_reason = 'length' if length is None else 'stop'
             new_tokens = new_tokens[: length or len(new_tokens)]
             text = self.tokenizer.decode(new_tokens, skip_special_tokens=skip)
-            stop = StopFilter(params.stop_words)
-            text = stop.feed(text) + stop.flush()
-            if stop.stopped:
-                finish_reason = 'stop'
-            prompt_tokens = int(attention.sum())
-            usage = Usage(
-                prompt_tokens=prompt_tokens,
-                completion_tokens=len(new_tokens),
-                total_tokens=prompt_tokens + len(new_tokens),
-            )
-            responses.append(Response(text=text, finish_reason=finish_reason, usage=usage))
-        return responses
+            usage = results.usage(int(attention.sum()), len(new_tokens))
+            replies.append([Chunk(text, finish_reason, usage)])
+        return replies
 
     def close(self) -> None:
         """Drop the model and tokenizer (freed once nothing else refers to them)."""
@@ -215,8 +197,7 @@ class HFTransformer(BaseLLM):
             raise LLMError(f'transformers generate failed: {failure[0]}') from failure[0]
         generated = progress.generated
         finish_reason = 'length' if generated >= params.max_new_tokens else 'stop'
-        usage = Usage(prompt_tokens=prompt_tokens, completion_tokens=generated, total_tokens=prompt_tokens + generated)
-        yield Chunk(finish_reason=finish_reason, usage=usage)
+        yield Chunk(finish_reason=finish_reason, usage=results.usage(prompt_tokens, generated))
 
     def _generate_options(self, params: GenerationParams) -> dict[str, Any]:
         """``generate`` keywords for ``params``."""

@@ -25,10 +25,11 @@ from typing import Any
 
 from lagent._optional import import_optional
 from lagent.errors import EngineUnavailableError, LLMError
-from lagent.llms.base import BaseLLM
+from lagent.llms import results
+from lagent.llms.base import BaseLLM, LLMRequest
 from lagent.llms.default_model import smollm2_gguf_path
 from lagent.prompts import ChatTemplate, join_contents
-from lagent.schema import Chunk, GenerationParams, ToolCallDelta, Usage
+from lagent.schema import Chunk, GenerationParams
 
 __all__ = ['LlamaCpp', 'default_llm']
 
@@ -36,8 +37,6 @@ logger = logging.getLogger(__name__)
 
 FUNCTION_CALLING_FORMAT = 'chatml-function-calling'
 """The llama.cpp chat handler used when a conversation carries tools."""
-
-_FINISH_REASONS = {'stop': 'stop', 'length': 'length', 'tool_calls': 'tool_calls', 'function_call': 'tool_calls'}
 
 
 class LlamaCpp(BaseLLM):
@@ -100,6 +99,11 @@ class LlamaCpp(BaseLLM):
 
     # ------------------------------------------------------------------ hooks
 
+    def _stream(self, request: LLMRequest, params: GenerationParams) -> Iterator[Chunk]:
+        if request.prompt is not None:
+            return self._stream_prompt(request.prompt, params)
+        return self._stream_messages(request.messages or [], params, request.tools, request.tool_choice)
+
     def _stream_prompt(self, prompt: str, params: GenerationParams) -> Iterator[Chunk]:
         with self._exclusive() as llama:
             prompt_tokens = len(llama.tokenize(prompt.encode('utf-8'), add_bos=True, special=True))
@@ -111,9 +115,8 @@ class LlamaCpp(BaseLLM):
         self,
         messages: list[dict[str, Any]],
         params: GenerationParams,
-        *,
-        tools: list[dict[str, Any]] | None = None,
-        tool_choice: str | dict[str, Any] | None = None,
+        tools: list[dict[str, Any]] | None,
+        tool_choice: str | dict[str, Any] | None,
     ) -> Iterator[Chunk]:
         choice = _check_tool_choice(tools, tool_choice)
         with self._exclusive() as llama:
@@ -248,8 +251,9 @@ def _completion_chunks(pieces: Iterator[dict[str, Any]], prompt_tokens: int) -> 
                     finish_reason = choice['finish_reason']
     finally:
         pieces.close()
-    usage = Usage(prompt_tokens=prompt_tokens, completion_tokens=generated, total_tokens=prompt_tokens + generated)
-    yield Chunk(finish_reason=_FINISH_REASONS.get(finish_reason or 'stop', 'stop'), usage=usage)
+    yield Chunk(
+        finish_reason=results.finish_reason(finish_reason or 'stop'), usage=results.usage(prompt_tokens, generated)
+    )
 
 
 def _chat_chunks(pieces: Iterator[dict[str, Any]], llama: Any, max_new_tokens: int) -> Iterator[Chunk]:
@@ -276,15 +280,16 @@ def _chat_chunks(pieces: Iterator[dict[str, Any]], llama: Any, max_new_tokens: i
                 if not text and not calls:
                     continue
                 generated += 1
-                yield Chunk(text or '', tool_calls=_tool_deltas(calls) if calls else None)
+                yield Chunk(text or '', tool_calls=results.openai_tool_deltas(calls))
                 if generated >= max_new_tokens:
                     finish_reason = 'length'
                     break
     finally:
         pieces.close()
     prompt_tokens = prompt_tokens or 0
-    usage = Usage(prompt_tokens=prompt_tokens, completion_tokens=generated, total_tokens=prompt_tokens + generated)
-    yield Chunk(finish_reason=_FINISH_REASONS.get(finish_reason or 'stop', 'stop'), usage=usage)
+    yield Chunk(
+        finish_reason=results.finish_reason(finish_reason or 'stop'), usage=results.usage(prompt_tokens, generated)
+    )
 
 
 def _plain_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -354,30 +359,13 @@ class _TokenBudget:
         return completion
 
 
-def _tool_deltas(calls: list[dict[str, Any]]) -> list[ToolCallDelta]:
-    deltas = []
-    for call in calls:
-        function = call.get('function') or {}
-        deltas.append(
-            ToolCallDelta(
-                index=call.get('index', 0),
-                id=call.get('id'),
-                name=function.get('name'),
-                arguments=function.get('arguments') or '',
-            )
-        )
-    return deltas
-
-
 def _whole_reply_chunk(reply: dict[str, Any], *, truncated: bool = False) -> Chunk:
     """One chunk holding a non-streamed chat completion; ``truncated``: it stopped at its token limit."""
     choice = reply['choices'][0]
     message = choice['message']
-    calls = [dict(call, index=index) for index, call in enumerate(message.get('tool_calls') or [])]
-    usage = reply.get('usage')
     return Chunk(
         text=message.get('content') or '',
-        finish_reason='length' if truncated else _FINISH_REASONS.get(choice.get('finish_reason') or 'stop', 'stop'),
-        usage=Usage(**usage) if usage else None,
-        tool_calls=_tool_deltas(calls) if calls else None,
+        finish_reason='length' if truncated else results.finish_reason(choice.get('finish_reason') or 'stop'),
+        usage=results.openai_usage(reply.get('usage')),
+        tool_calls=results.openai_tool_deltas(message.get('tool_calls')),
     )

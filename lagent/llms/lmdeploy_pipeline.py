@@ -31,10 +31,10 @@ from typing import Any
 
 from lagent._optional import import_optional
 from lagent.errors import EngineUnavailableError, LLMError
+from lagent.llms import results
 from lagent.llms.base import BaseLLM, LLMRequest
-from lagent.llms.streaming import StopFilter
 from lagent.prompts import ChatTemplate
-from lagent.schema import Chunk, GenerationParams, Response, Usage
+from lagent.schema import Chunk, GenerationParams
 
 __all__ = ['LMDeployPipeline', 'engine_config_fields', 'generation_config_fields']
 
@@ -47,7 +47,6 @@ MIN_VERSION = (0, 12)
 PREPROCESS_API_VERSION = (0, 16)
 """From this lmdeploy version on, the async engine takes ``preprocess`` then ``generate``."""
 
-_FINISH_REASONS = {'stop': 'stop', 'length': 'length', 'abort': 'stop'}
 _END = object()
 
 
@@ -142,6 +141,7 @@ class LMDeployPipeline(BaseLLM):
     """
 
     accepts_messages = True
+    native_batching = True
 
     def __init__(
         self,
@@ -204,69 +204,8 @@ class LMDeployPipeline(BaseLLM):
 
     # ------------------------------------------------------------------ hooks
 
-    def _stream_prompt(self, prompt: str, params: GenerationParams) -> Iterator[Chunk]:
-        return self._stream(prompt, params, do_preprocess=False)
-
-    def _stream_messages(
-        self,
-        messages: list[dict[str, Any]],
-        params: GenerationParams,
-        *,
-        tools: list[dict[str, Any]] | None = None,
-        tool_choice: str | dict[str, Any] | None = None,
-    ) -> Iterator[Chunk]:
-        return self._stream(messages, params, do_preprocess=True)
-
-    def _astream_prompt(self, prompt: str, params: GenerationParams) -> AsyncIterator[Chunk]:
-        return self._astream(prompt, params, do_preprocess=False)
-
-    def _astream_messages(
-        self,
-        messages: list[dict[str, Any]],
-        params: GenerationParams,
-        *,
-        tools: list[dict[str, Any]] | None = None,
-        tool_choice: str | dict[str, Any] | None = None,
-    ) -> AsyncIterator[Chunk]:
-        return self._astream(messages, params, do_preprocess=True)
-
-    def _complete_many(self, requests: list[LLMRequest], params: GenerationParams) -> list[Response]:
-        """Answer a batch with one ``infer`` call (lmdeploy batches it on the GPU)."""
-        prompts = [request.prompt for request in requests]
-        if all(prompt is not None for prompt in prompts):
-            inputs, do_preprocess = prompts, False
-        elif all(prompt is None for prompt in prompts):
-            inputs, do_preprocess = [request.messages for request in requests], True
-        else:
-            return super()._complete_many(requests, params)
-        with _engine_errors():
-            outputs = self._pipe().infer(
-                inputs, gen_config=self._generation_config(params), do_preprocess=do_preprocess
-            )
-        return [_whole_response(output, params.stop_words) for output in outputs]
-
-    def close(self) -> None:
-        """Stop lmdeploy's engine and free the GPU memory it holds."""
-        pipe, self.pipe = self.pipe, None
-        if pipe is not None:
-            pipe.close()
-
-    # ------------------------------------------------------------------ helpers
-
-    def _attach(self, lmdeploy: Any, pipe: Any) -> None:
-        self._generation_config_class = lmdeploy.GenerationConfig
-        self._preprocess_api = _version_tuple(lmdeploy.__version__) >= PREPROCESS_API_VERSION
-        self.pipe = pipe
-
-    def _pipe(self) -> Any:
-        if self.pipe is None:
-            raise EngineUnavailableError(f'{type(self).__name__} is closed')
-        return self.pipe
-
-    def _generation_config(self, params: GenerationParams) -> Any:
-        return _build(self._generation_config_class, generation_config_fields(params), what='generation config')
-
-    def _stream(self, inputs: Any, params: GenerationParams, *, do_preprocess: bool) -> Iterator[Chunk]:
+    def _stream(self, request: LLMRequest, params: GenerationParams) -> Iterator[Chunk]:
+        inputs, do_preprocess = _pipeline_inputs(request)
         pipe = self._pipe()
         session = pipe.session()
         gen_config = self._generation_config(params)
@@ -287,7 +226,8 @@ class LMDeployPipeline(BaseLLM):
         if last is not None:
             yield _final_chunk(last.finish_reason, last.input_token_len, last.generate_token_len)
 
-    async def _astream(self, inputs: Any, params: GenerationParams, *, do_preprocess: bool) -> AsyncIterator[Chunk]:
+    async def _astream(self, request: LLMRequest, params: GenerationParams) -> AsyncIterator[Chunk]:
+        inputs, do_preprocess = _pipeline_inputs(request)
         pipe = self._pipe()
         engine_loop = pipe.internal_thread.loop
         session = pipe.session()
@@ -323,6 +263,37 @@ class LMDeployPipeline(BaseLLM):
                     await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(session.async_abort(), engine_loop))
         if last is not None:
             yield _final_chunk(last.finish_reason, last.input_token_len, last.generate_token_len)
+
+    def _answer_batch(self, requests: list[LLMRequest], params: GenerationParams) -> list[list[Chunk]]:
+        """Answer a batch with one ``infer`` call (lmdeploy batches it on the GPU)."""
+        inputs = [_pipeline_inputs(request)[0] for request in requests]
+        do_preprocess = requests[0].prompt is None  # a batch is all prompts or all conversations
+        with _engine_errors():
+            outputs = self._pipe().infer(
+                inputs, gen_config=self._generation_config(params), do_preprocess=do_preprocess
+            )
+        return [_whole_reply(output) for output in outputs]
+
+    def close(self) -> None:
+        """Stop lmdeploy's engine and free the GPU memory it holds."""
+        pipe, self.pipe = self.pipe, None
+        if pipe is not None:
+            pipe.close()
+
+    # ------------------------------------------------------------------ helpers
+
+    def _attach(self, lmdeploy: Any, pipe: Any) -> None:
+        self._generation_config_class = lmdeploy.GenerationConfig
+        self._preprocess_api = _version_tuple(lmdeploy.__version__) >= PREPROCESS_API_VERSION
+        self.pipe = pipe
+
+    def _pipe(self) -> Any:
+        if self.pipe is None:
+            raise EngineUnavailableError(f'{type(self).__name__} is closed')
+        return self.pipe
+
+    def _generation_config(self, params: GenerationParams) -> Any:
+        return _build(self._generation_config_class, generation_config_fields(params), what='generation config')
 
     def _engine_outputs(
         self, engine: Any, inputs: Any, session: Any, gen_config: Any, do_preprocess: bool
@@ -375,20 +346,24 @@ def _raise_for_error(response: Any) -> None:
 
 
 def _final_chunk(finish_reason: str | None, prompt_tokens: int, completion_tokens: int) -> Chunk:
-    usage = Usage(
-        prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, total_tokens=prompt_tokens + completion_tokens
+    return Chunk(
+        finish_reason=results.finish_reason(finish_reason or 'stop'),
+        usage=results.usage(prompt_tokens, completion_tokens),
     )
-    return Chunk(finish_reason=_FINISH_REASONS.get(finish_reason or 'stop', 'stop'), usage=usage)
 
 
-def _whole_response(output: Any, stop_words: Sequence[str]) -> Response:
+def _whole_reply(output: Any) -> list[Chunk]:
+    """The raw reply of one ``infer`` output."""
     _raise_for_error(output)
-    stop = StopFilter(stop_words)
-    text = stop.feed(output.text) + stop.flush()
-    finish = _final_chunk(
-        'stop' if stop.stopped else output.finish_reason, output.input_token_len, output.generate_token_len
-    )
-    return Response(text=text, finish_reason=finish.finish_reason, usage=finish.usage)
+    final = _final_chunk(output.finish_reason, output.input_token_len, output.generate_token_len)
+    return [Chunk(output.text, final.finish_reason, final.usage)]
+
+
+def _pipeline_inputs(request: LLMRequest) -> tuple[Any, bool]:
+    """What lmdeploy's pipeline takes for a request, and whether it applies its chat template."""
+    if request.prompt is not None:
+        return request.prompt, False
+    return request.messages, True
 
 
 @contextmanager

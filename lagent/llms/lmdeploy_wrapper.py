@@ -18,21 +18,11 @@ if TYPE_CHECKING:
 
 __all__ = ['LMDeployClient', 'LMDeployPipeline', 'LMDeployServer', 'TritonClient']
 
-_MODULES = {
-    'LMDeployClient': 'lagent.llms.lmdeploy_client',
-    'LMDeployPipeline': 'lagent.llms.lmdeploy_pipeline',
-    'LMDeployServer': 'lagent.llms.lmdeploy_server',
-    'TritonClient': 'lagent.llms.triton',
-}
-
 
 def __getattr__(name: str) -> Any:
-    module = _MODULES.get(name)
-    if module is None:
+    if name not in __all__:
         raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
-    value = getattr(import_module(module), name)
-    globals()[name] = value
-    return value
+    return getattr(import_module('lagent.llms'), name)
 
 
 def __dir__() -> list[str]:

@@ -12,14 +12,14 @@ from lagent.errors import EngineUnavailableError
 from lagent.llms.base import BaseLLM, LLMRequest
 from lagent.llms.http import EventParser, HTTPTransport, check_base_url
 from lagent.llms.protocols.openai_format import (
-    answer_chunks,
+    answer_chunk,
     chat_answer,
     chat_chunks,
     completion_answer,
     completion_chunks,
 )
 from lagent.llms.protocols.sse import SSEStream
-from lagent.schema import Chunk, GenerationParams, Response
+from lagent.schema import Chunk, GenerationParams
 
 __all__ = ['GPTAPI', 'OpenAICompatible']
 
@@ -149,44 +149,6 @@ class OpenAICompatible(BaseLLM):
 
     # ------------------------------------------------------------------ hooks
 
-    def _stream_prompt(self, prompt: str, params: GenerationParams) -> Iterator[Chunk]:
-        return self._stream(LLMRequest(prompt=prompt), params)
-
-    def _stream_messages(
-        self,
-        messages: list[dict[str, Any]],
-        params: GenerationParams,
-        *,
-        tools: list[dict[str, Any]] | None = None,
-        tool_choice: str | dict[str, Any] | None = None,
-    ) -> Iterator[Chunk]:
-        return self._stream(LLMRequest(messages=messages, tools=tools, tool_choice=tool_choice), params)
-
-    def _astream_prompt(self, prompt: str, params: GenerationParams) -> AsyncIterator[Chunk]:
-        return self._astream(LLMRequest(prompt=prompt), params)
-
-    def _astream_messages(
-        self,
-        messages: list[dict[str, Any]],
-        params: GenerationParams,
-        *,
-        tools: list[dict[str, Any]] | None = None,
-        tool_choice: str | dict[str, Any] | None = None,
-    ) -> AsyncIterator[Chunk]:
-        return self._astream(LLMRequest(messages=messages, tools=tools, tool_choice=tool_choice), params)
-
-    def _complete(self, request: LLMRequest, params: GenerationParams) -> Response:
-        path, parse, _ = _endpoint(request)
-        body = self._body(self.model_name, request, params, stream=False)
-        answer = self.transport.post_json(path, body, timeout=params.timeout, request_id=params.request_id)
-        return self._response_from(_whole_answer(answer, parse), params)
-
-    async def _acomplete(self, request: LLMRequest, params: GenerationParams) -> Response:
-        path, parse, _ = _endpoint(request)
-        body = self._body(await self.amodel_name(), request, params, stream=False)
-        answer = await self.transport.apost_json(path, body, timeout=params.timeout, request_id=params.request_id)
-        return self._response_from(_whole_answer(answer, parse), params)
-
     def _stream(self, request: LLMRequest, params: GenerationParams) -> Iterator[Chunk]:
         path, _, parse = _endpoint(request)
         body = self._body(self.model_name, request, params, stream=True)
@@ -195,17 +157,15 @@ class OpenAICompatible(BaseLLM):
         )
 
     def _astream(self, request: LLMRequest, params: GenerationParams) -> AsyncIterator[Chunk]:
-        path, _, parse = _endpoint(request)
         if self._model_name is None:
-            return self._astream_after_model_lookup(path, request, params)
+            return self._astream_after_model_lookup(request, params)
+        path, _, parse = _endpoint(request)
         body = self._body(self._model_name, request, params, stream=True)
         return self.transport.astream(
             path, body, parse, protocol=SSEStream, timeout=params.timeout, request_id=params.request_id
         )
 
-    async def _astream_after_model_lookup(
-        self, path: str, request: LLMRequest, params: GenerationParams
-    ) -> AsyncIterator[Chunk]:
+    async def _astream_after_model_lookup(self, request: LLMRequest, params: GenerationParams) -> AsyncIterator[Chunk]:
         await self.amodel_name()
         stream = self._astream(request, params)
         try:
@@ -213,6 +173,19 @@ class OpenAICompatible(BaseLLM):
                 yield chunk
         finally:
             await stream.aclose()  # type: ignore[attr-defined]
+
+    def _answer(self, request: LLMRequest, params: GenerationParams) -> list[Chunk]:
+        """One non-streamed request: the server sends the whole answer at once."""
+        path, parse, _ = _endpoint(request)
+        body = self._body(self.model_name, request, params, stream=False)
+        answer = self.transport.post_json(path, body, timeout=params.timeout, request_id=params.request_id)
+        return [answer_chunk(answer, parse)]
+
+    async def _aanswer(self, request: LLMRequest, params: GenerationParams) -> AsyncIterator[Chunk]:
+        path, parse, _ = _endpoint(request)
+        body = self._body(await self.amodel_name(), request, params, stream=False)
+        answer = await self.transport.apost_json(path, body, timeout=params.timeout, request_id=params.request_id)
+        yield answer_chunk(answer, parse)
 
     def close(self) -> None:
         """Close the HTTP connections."""
@@ -288,8 +261,3 @@ def _endpoint(request: LLMRequest) -> tuple[str, Callable[[Any], Chunk], EventPa
     if request.prompt is not None:
         return '/completions', completion_answer, completion_chunks
     return '/chat/completions', chat_answer, chat_chunks
-
-
-def _whole_answer(answer: Any, parse: Callable[[Any], Chunk]) -> list[Chunk]:
-    """A non-streamed answer as one chunk; a malformed answer raises :class:`StreamError`."""
-    return answer_chunks(answer, parse)

@@ -49,6 +49,8 @@ _POLL_S = 0.1
 _PROBE_TIMEOUT_S = 2.0
 _LOG_TAIL_LINES = 20
 _MASK = '***'
+_OPENAI_PROBES = (('/health', (200, 404)), ('/v1/models', (200,)))
+"""Readiness of an OpenAI-style server: ``/health`` if it has one, then its model list."""
 
 
 def free_port(host: str = '127.0.0.1') -> int:
@@ -78,8 +80,9 @@ def ensure_port_free(host: str, port: int) -> None:
 class ServerProcess:
     """A server command run as a child process, ready once it answers HTTP.
 
-    Readiness: ``GET /health`` answers 200 (or 404: the server has no such
-    endpoint), then ``GET /v1/models`` answers 200. A copy of the owner made
+    Readiness, by default: ``GET /health`` answers 200 (or 404: the server has
+    no such endpoint), then ``GET /v1/models`` answers 200; ``ready_paths``
+    names other endpoints that must all answer 200 instead. A copy of the owner made
     by ``os.fork`` neither stops the server nor keeps it alive. POSIX only
     (the kernel guards described above are Linux's; elsewhere the supervisor
     still stops the server when the owner's pipe closes).
@@ -102,6 +105,9 @@ class ServerProcess:
         secrets: Strings (API keys) masked in the logged command line and in
             quoted log lines.
         env: The server's environment (default: this process's).
+        ready_paths: Paths that must all answer 200 before the server counts as
+            ready (default: the OpenAI-style probe above).
+        cwd: The server's working directory (default: this process's).
     """
 
     def __init__(
@@ -117,6 +123,8 @@ class ServerProcess:
         api_key: str | None = None,
         secrets: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
+        ready_paths: Sequence[str] | None = None,
+        cwd: str | os.PathLike[str] | None = None,
     ):
         if not command:
             raise ValueError('command must not be empty')
@@ -127,6 +135,8 @@ class ServerProcess:
         self.ready_timeout = ready_timeout
         self.stop_timeout = stop_timeout
         self.env = dict(env) if env is not None else None
+        self.ready_paths = tuple(ready_paths) if ready_paths is not None else None
+        self.cwd = cwd
         self._api_key = api_key
         self._secrets = tuple(secret for secret in (*secrets, api_key) if secret)
         self._log_path = Path(log_path) if log_path is not None else None
@@ -273,6 +283,7 @@ class ServerProcess:
                 stdout=subprocess.PIPE,
                 stderr=log,
                 env=self.env,
+                cwd=self.cwd,
                 start_new_session=True,
             )
         self._supervisor = supervisor
@@ -308,16 +319,17 @@ class ServerProcess:
                 time.sleep(min(_POLL_S, max(0.0, deadline - time.monotonic())))
 
     def _probe(self, session: requests.Session, timeout: float) -> bool:
-        try:
-            health = session.get(f'{self.url}/health', timeout=timeout)
-            if health.status_code not in (200, 404):
+        probes = [(path, (200,)) for path in self.ready_paths] if self.ready_paths is not None else _OPENAI_PROBES
+        for path, good in probes:
+            try:
+                status = session.get(f'{self.url}{path}', timeout=timeout).status_code
+            except requests.RequestException:
                 return False
-            models = session.get(f'{self.url}/v1/models', timeout=timeout)
-        except requests.RequestException:
-            return False
-        if models.status_code in (401, 403):
-            raise EngineStartError(f'{self.name} at {self.url} refused the API key (HTTP {models.status_code})')
-        return models.status_code == 200
+            if status in (401, 403):
+                raise EngineStartError(f'{self.name} at {self.url} refused the API key (HTTP {status})')
+            if status not in good:
+                return False
+        return True
 
     def _read_exit_status(self) -> None:
         if self._returncode is not None or self._supervisor is None or self._supervisor.stdout is None:

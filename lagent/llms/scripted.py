@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Union
 
 from lagent.errors import LLMError
-from lagent.llms.base import BaseLLM
+from lagent.llms.base import BaseLLM, LLMRequest
 from lagent.schema import Chunk, GenerationParams, Response, ToolCall, ToolCallDelta, Usage
 
 __all__ = ['ScriptedLLM', 'ScriptedReply']
@@ -85,18 +85,10 @@ class ScriptedLLM(BaseLLM):
             text=pieces[-1], finish_reason=reply.finish_reason or 'stop', usage=usage, tool_calls=deltas or None
         )
 
-    def _stream_prompt(self, prompt: str, params: GenerationParams) -> Iterator[Chunk]:
-        return self._chunks(self._next_reply(prompt, None))
-
-    def _stream_messages(
-        self,
-        messages: list[dict[str, Any]],
-        params: GenerationParams,
-        *,
-        tools: list[dict[str, Any]] | None = None,
-        tool_choice: str | dict[str, Any] | None = None,
-    ) -> Iterator[Chunk]:
-        return self._chunks(self._next_reply(messages, tools))
+    def _stream(self, request: LLMRequest, params: GenerationParams) -> Iterator[Chunk]:
+        if request.prompt is not None:
+            return self._chunks(self._next_reply(request.prompt, None))
+        return self._chunks(self._next_reply(request.messages, request.tools))
 
     @property
     def remaining(self) -> Sequence[ScriptedReply]:

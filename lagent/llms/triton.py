@@ -46,7 +46,7 @@ import queue
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from lagent._optional import import_optional
 from lagent.errors import (
@@ -57,7 +57,7 @@ from lagent.errors import (
     StreamError,
     status_error,
 )
-from lagent.llms.base import BaseLLM
+from lagent.llms.base import BaseLLM, LLMRequest
 from lagent.llms.streaming import Utf8StreamDecoder
 from lagent.prompts import ChatTemplate
 from lagent.schema import Chunk, GenerationParams
@@ -244,7 +244,8 @@ class TritonClient(BaseLLM):
             if role in self._inputs
         ]
 
-    def _stream_prompt(self, prompt: str, params: GenerationParams) -> Iterator[Chunk]:
+    def _stream(self, request: LLMRequest, params: GenerationParams) -> Iterator[Chunk]:
+        prompt = cast(str, request.prompt)
         inputs = self._infer_inputs(prompt, params)
         reply = _Reply(self._output, params.max_new_tokens)
         with self._client() as client, _triton_errors():
@@ -274,8 +275,9 @@ class TritonClient(BaseLLM):
             finally:
                 client.stop_stream(cancel_requests=not reply.finished)
 
-    async def _astream_prompt(self, prompt: str, params: GenerationParams) -> AsyncIterator[Chunk]:
+    async def _astream(self, request: LLMRequest, params: GenerationParams) -> AsyncIterator[Chunk]:
         aio = import_optional('tritonclient.grpc.aio', package='tritonclient[grpc]', extra='triton')
+        prompt = cast(str, request.prompt)
         inputs = self._infer_inputs(prompt, params)
         reply = _Reply(self._output, params.max_new_tokens)
         with _triton_errors():

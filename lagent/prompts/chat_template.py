@@ -139,7 +139,8 @@ def _widths_ok(text: str, budget: _Budget) -> None:
 def _check_call(budget: _Budget, obj: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     """Refuse the calls (string methods, filters) whose result could be far longer than their inputs."""
     name = getattr(obj, '__name__', '')
-    target = getattr(obj, '__self__', None) if callable(obj) else None
+    bound = getattr(obj, '__wrapped__', obj)  # the sandbox hands out str.format wrapped
+    target = getattr(bound, '__self__', None) if callable(bound) else None
     if not isinstance(target, str):
         return
     numbers = [value for value in (*args, *kwargs.values()) if isinstance(value, int)]

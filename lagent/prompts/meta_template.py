@@ -237,4 +237,5 @@ class MetaTemplate:
 def _first_error(exc: ValidationError) -> str:
     error = exc.errors()[0]
     where = '.'.join(str(part) for part in error['loc'])
-    return f'{where}: {error["msg"]}' if where else error['msg']
+    message = error['msg'].removeprefix('Value error, ')
+    return f'{where}: {message}' if where else message

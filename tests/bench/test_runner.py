@@ -15,7 +15,7 @@ import pytest
 from lagent.bench.runner import run_benchmark
 from lagent.bench.workload import BenchRequest, synthetic_requests
 from lagent.errors import LLMConnectionError
-from lagent.llms.base import BaseLLM
+from lagent.llms.base import BaseLLM, LLMRequest
 from lagent.llms.openai_compatible import OpenAICompatible
 from lagent.llms.scripted import ScriptedLLM
 from lagent.schema import Chunk, GenerationParams, Usage
@@ -32,10 +32,11 @@ class PacedLLM(BaseLLM):
         self.in_flight = self.most_in_flight = 0
         self.max_new_tokens_seen: list[int] = []
 
-    def _stream_prompt(self, prompt: str, params: GenerationParams) -> Iterator[Chunk]:
+    def _stream(self, request: LLMRequest, params: GenerationParams) -> Iterator[Chunk]:
         raise AssertionError('the runner must use the async path')
 
-    async def _astream_prompt(self, prompt: str, params: GenerationParams) -> AsyncIterator[Chunk]:
+    async def _astream(self, request: LLMRequest, params: GenerationParams) -> AsyncIterator[Chunk]:
+        prompt = request.prompt
         self.in_flight += 1
         self.most_in_flight = max(self.most_in_flight, self.in_flight)
         self.max_new_tokens_seen.append(params.max_new_tokens)
@@ -153,7 +154,7 @@ class InterruptedLLM(BaseLLM):
     """Ends every stream at once with no text and no finish reason, as llama.cpp's
     server does (a bare ``[DONE]``) to a request a newer one interrupted."""
 
-    def _stream_prompt(self, prompt: str, params: GenerationParams) -> Iterator[Chunk]:
+    def _stream(self, request: LLMRequest, params: GenerationParams) -> Iterator[Chunk]:
         return iter(())
 
 

@@ -30,7 +30,6 @@ import json
 import os
 import random
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -53,8 +52,8 @@ from lagent.errors import (
 from lagent.llms.base import BaseLLM
 from lagent.llms.lmdeploy_client import LMDeployClient
 from lagent.llms.openai_compatible import GPTAPI, OpenAICompatible
+from lagent.llms.process import ServerProcess, free_port
 from lagent.schema import ModelStatusCode, Response
-from tests.fixtures.servers import stop_process
 
 SECRET = 'sk-chaos-5f2b91c4-never-shown'
 CONNECT_S = 1.0
@@ -210,26 +209,29 @@ def fault_classes() -> list[Fault]:
 
 
 class ChaosProcess:
-    """The chaos server in a child process, and the line it takes plans on."""
+    """The chaos server in a child process (run by ``ServerProcess``), and the line it takes plans on."""
 
     def __init__(self) -> None:
         root = Path(__file__).resolve().parents[2]
-        env = {**os.environ, 'PYTHONPATH': str(root)}
-        self.process = subprocess.Popen(
-            [sys.executable, '-m', 'tests.faults.chaos_server'],
-            stdout=subprocess.PIPE,
-            cwd=root,
-            env=env,
-            start_new_session=True,
-        )
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline()
-        if not line:
-            stop_process(self.process)
-            raise RuntimeError('the chaos server did not start')
-        ports = json.loads(line)
-        self.url = f'http://127.0.0.1:{ports["http"]}'
-        self._control = socket.create_connection(('127.0.0.1', ports['control']), timeout=10)
+        port, control = free_port(), free_port()
+        command = [
+            sys.executable,
+            '-m',
+            'tests.faults.chaos_server',
+            '--port',
+            str(port),
+            '--control-port',
+            str(control),
+        ]
+        self._server = ServerProcess(command, port=port, name='chaos server', ready_timeout=60, cwd=root,
+                                     env={**os.environ, 'PYTHONPATH': str(root)})  # fmt: skip
+        self._server.start()
+        self.url = self._server.url
+        try:
+            self._control = socket.create_connection(('127.0.0.1', control), timeout=10)
+        except OSError:
+            self._server.stop()
+            raise
         self._answers = self._control.makefile('rb')
 
     def plan(self, **knobs: Any) -> None:
@@ -241,9 +243,7 @@ class ChaosProcess:
     def close(self) -> None:
         self._answers.close()
         self._control.close()
-        stop_process(self.process)
-        if self.process.stdout is not None:
-            self.process.stdout.close()
+        self._server.stop()
 
 
 @contextlib.contextmanager

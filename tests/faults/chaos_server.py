@@ -11,10 +11,10 @@ does (and ``/api/chat`` the way Ollama does, in NDJSON): compact JSON, ``data: <
 encoding, a first chat event with the role, a usage event when
 ``stream_options.include_usage`` asks for it, ``data: [DONE]``.
 
-It runs as a child process (``python -m tests.faults.chaos_server``) that
-prints its ports as one JSON line. A second port takes the *plan* (what to
-break, see :class:`Plan`) as one JSON line and answers ``ok``; a new plan also
-cancels what the previous one left running (stalled connections).
+It runs as a child process (``python -m tests.faults.chaos_server --port P
+--control-port C``, started by ``ServerProcess``). The control port takes the
+*plan* (what to break, see :class:`Plan`) as one JSON line and answers ``ok``;
+a new plan also cancels what the previous one left running (stalled connections).
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ import gzip
 import json
 import socket
 import struct
-import sys
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -591,20 +590,20 @@ async def _control(server: ChaosServer, reader: asyncio.StreamReader, writer: as
     writer.close()
 
 
-async def _main() -> None:
+async def _main(port: int, control_port: int) -> None:
     server = ChaosServer()
-    http = await asyncio.start_server(server.serve, '127.0.0.1', 0, backlog=1024, limit=1 << 20)
-    control = await asyncio.start_server(lambda r, w: _control(server, r, w), '127.0.0.1', 0)
-    ports = {'http': http.sockets[0].getsockname()[1], 'control': control.sockets[0].getsockname()[1]}
-    sys.stdout.write(json.dumps(ports) + '\n')
-    sys.stdout.flush()
+    http = await asyncio.start_server(server.serve, '127.0.0.1', port, backlog=1024, limit=1 << 20)
+    control = await asyncio.start_server(lambda r, w: _control(server, r, w), '127.0.0.1', control_port)
     await asyncio.gather(http.serve_forever(), control.serve_forever())
 
 
 def main() -> None:
-    argparse.ArgumentParser(description=__doc__.split('\n')[0]).parse_args()
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--port', type=int, required=True, help='the HTTP port')
+    parser.add_argument('--control-port', type=int, required=True, help='the port that takes plans')
+    args = parser.parse_args()
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_main())
+        asyncio.run(_main(args.port, args.control_port))
 
 
 if __name__ == '__main__':

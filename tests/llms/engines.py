@@ -2,7 +2,8 @@
 
 Each ``engine_<name>`` fixture returns ``make(**kwargs) -> BaseLLM``. Engines are
 listed in ``ENGINES``; those that report real token counts (so ``max_new_tokens``
-can be checked) are also in ``TOKEN_COUNTING_ENGINES``.
+can be checked) are also in ``TOKEN_COUNTING_ENGINES``, those with a messages path
+in ``MESSAGES_ENGINES`` and those with native tool calls in ``NATIVE_TOOL_ENGINES``.
 """
 
 from __future__ import annotations
@@ -13,8 +14,12 @@ import pytest
 
 from lagent.llms.scripted import ScriptedLLM
 
-ENGINES = ['scripted', 'llamacpp', 'hf', 'openai', 'lmdeploy_client', 'triton', 'triton_vllm']
-TOKEN_COUNTING_ENGINES: list[str] = ['llamacpp', 'hf', 'openai', 'lmdeploy_client']
+ENGINES = ['scripted', 'llamacpp', 'hf', 'openai', 'lmdeploy_client', 'llamacpp_server', 'triton', 'triton_vllm']
+TOKEN_COUNTING_ENGINES: list[str] = ['llamacpp', 'hf', 'openai', 'lmdeploy_client', 'llamacpp_server']
+MESSAGES_ENGINES: list[str] = ['scripted', 'llamacpp', 'hf', 'openai', 'lmdeploy_client', 'llamacpp_server']
+"""Engines that take conversations as messages (the model's own chat template applies)."""
+NATIVE_TOOL_ENGINES: list[str] = ['llamacpp', 'openai', 'lmdeploy_client', 'llamacpp_server']
+"""Engines whose model returns structured tool calls (the scripted engine's replies are text)."""
 
 
 def _deterministic_reply(request: object) -> str:

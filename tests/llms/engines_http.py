@@ -4,6 +4,7 @@ OpenAI-compatible server of the session (``llamacpp_url``)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,3 +34,28 @@ def engine_openai(llamacpp_url: str) -> Iterator[Callable[..., OpenAICompatible]
 @pytest.fixture
 def engine_lmdeploy_client(llamacpp_url: str) -> Iterator[Callable[..., OpenAICompatible]]:
     yield from _maker(LMDeployClient, llamacpp_url)
+
+
+@pytest.fixture(scope='session')
+def llamacpp_server_engines(smollm2_path: Path) -> Iterator[Callable[..., OpenAICompatible]]:
+    """``make(**kwargs) -> LlamaCppServer``, one child server per distinct kwargs, stopped after the session."""
+    from lagent.llms.llama_cpp_server import LlamaCppServer
+
+    engines: dict[str, LlamaCppServer] = {}
+
+    def make(**kwargs: Any) -> LlamaCppServer:
+        key = repr(sorted(kwargs.items()))
+        if key not in engines:
+            engines[key] = LlamaCppServer(
+                smollm2_path, n_threads=2, chat_format='chatml-function-calling', ready_timeout=120, **kwargs
+            )
+        return engines[key]
+
+    yield make
+    for engine in engines.values():
+        engine.close()
+
+
+@pytest.fixture
+def engine_llamacpp_server(llamacpp_server_engines: Callable[..., OpenAICompatible]) -> Callable[..., OpenAICompatible]:
+    return llamacpp_server_engines

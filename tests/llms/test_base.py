@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -29,8 +30,8 @@ class PromptEngine(BaseLLM):
         self.closed_sources = 0
         self.threads: set[str] = set()
 
-    def _stream_prompt(self, prompt: str, params: GenerationParams) -> Iterator[Chunk]:
-        self.calls.append((prompt, params))
+    def _stream(self, request: LLMRequest, params: GenerationParams) -> Iterator[Chunk]:
+        self.calls.append((request.prompt, params))
         return self._source()
 
     def _source(self) -> Iterator[Chunk]:
@@ -49,9 +50,11 @@ class MessagesEngine(PromptEngine):
     accepts_messages = True
     native_tools = True
 
-    def _stream_messages(self, messages, params, *, tools=None, tool_choice=None) -> Iterator[Chunk]:
-        self.calls.append((messages, params))
-        self.tools = (tools, tool_choice)
+    def _stream(self, request: LLMRequest, params: GenerationParams) -> Iterator[Chunk]:
+        if request.prompt is not None:
+            return super()._stream(request, params)
+        self.calls.append((request.messages, params))
+        self.tools = (request.tools, request.tool_choice)
         return self._source()
 
 
@@ -99,7 +102,7 @@ def test_extra_generation_keywords_of_the_lagent_docs_are_accepted():
         ({'timeout': 0}, 'timeout'),
         ({'stop_words': ['ok', '']}, 'stop words must not be empty'),
         ({'stop_words': ''}, 'stop words must not be empty'),
-        ({'max_tokens_typo': 5}, "unknown generation parameter 'max_tokens_typo'"),
+        ({'max_tokens_typo': 5}, "(unknown keyword|unknown generation parameter) 'max_tokens_typo'"),
         ({'max_new_tokens': 'many'}, 'max_new_tokens'),
     ],
 )
@@ -115,8 +118,10 @@ def test_invalid_settings_raise_value_error_naming_the_field(keywords, field):
 
 
 def test_unknown_keyword_lists_the_known_ones():
-    with pytest.raises(ValueError, match='known: max_new_tokens, min_new_tokens'):
+    with pytest.raises(ValueError, match=r"unknown keyword 'colour' for PromptEngine \(it takes: .*pieces"):
         PromptEngine(colour='red')
+    with pytest.raises(ValueError, match='known: max_new_tokens, min_new_tokens'):
+        PromptEngine().generate('x', colour='red')
 
 
 def test_top_p_of_one_is_allowed():
@@ -266,10 +271,8 @@ def test_api_template_on_a_prompt_only_engine_is_rejected():
 
 
 def test_engine_without_hooks_says_what_it_lacks():
-    with pytest.raises(NotImplementedError, match='does not take raw prompts'):
+    with pytest.raises(NotImplementedError, match='implements no _stream hook'):
         BaseLLM().generate('x')
-    with pytest.raises(NotImplementedError, match='no messages path'):
-        list(BaseLLM()._stream_messages([], GenerationParams()))
 
 
 # ---------------------------------------------------------------------- inputs and outputs
@@ -309,10 +312,10 @@ def test_batch_concurrency_runs_requests_in_threads_and_keeps_order():
     class Parallel(PromptEngine):
         batch_concurrency = 4
 
-        def _stream_prompt(self, prompt, params):
-            self.calls.append((prompt, params))
+        def _stream(self, request, params):
+            self.calls.append((request.prompt, params))
             time.sleep(0.01)
-            return iter([Chunk(text=prompt.upper(), finish_reason='stop')])
+            return iter([Chunk(text=request.prompt.upper(), finish_reason='stop')])
 
     llm = Parallel()
     assert llm.generate(list('abcdefgh')) == list('ABCDEFGH')
@@ -334,7 +337,7 @@ def test_stream_chat_steps_end_with_the_whole_response():
 
 def test_stream_chat_ends_with_tool_calls_in_the_response():
     class ToolEngine(MessagesEngine):
-        def _stream_messages(self, messages, params, *, tools=None, tool_choice=None):
+        def _stream(self, request, params):
             yield Chunk(tool_calls=[ToolCallDelta(index=0, id='c1', name='weather', arguments='{"city":')])
             yield Chunk(tool_calls=[ToolCallDelta(index=0, arguments=' "Oslo"}')], finish_reason='tool_calls')
 
@@ -416,7 +419,7 @@ async def test_closing_an_async_stream_early_stops_the_worker_thread():
 
 async def test_async_engine_errors_reach_the_caller():
     class Broken(PromptEngine):
-        def _stream_prompt(self, prompt, params):
+        def _stream(self, request, params):
             yield Chunk(text='partial')
             raise ConnectionError('engine went away')
 
@@ -458,3 +461,13 @@ def test_breaking_out_of_a_loop_closes_the_engines_source(method):
     for _ in getattr(llm, method)('x' if method != 'stream_chat' else MESSAGES):
         break
     assert llm.closed_sources == 1  # the dropped stream closed its source at once
+
+
+def test_joining_messages_without_a_template_warns_once_per_engine():
+    llm = PromptEngine()
+    with pytest.warns(UserWarning, match='has no template: the messages are joined'):
+        llm.chat(MESSAGES)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        llm.chat(MESSAGES)  # not again
+        PromptEngine(meta_template='chatml').chat(MESSAGES)  # never with a template

@@ -19,7 +19,7 @@ import pytest
 
 from lagent.llms.base import BaseLLM
 from lagent.schema import ModelStatusCode
-from tests.llms.engines import ENGINES, TOKEN_COUNTING_ENGINES
+from tests.llms.engines import ENGINES, MESSAGES_ENGINES, NATIVE_TOOL_ENGINES, TOKEN_COUNTING_ENGINES
 
 CHATML = [
     dict(role='system', begin='<|im_start|>system\n', end='<|im_end|>\n'),
@@ -29,6 +29,15 @@ CHATML = [
 CONVERSATION = [{'role': 'user', 'content': 'Name three colours.'}]
 PROMPT = '<|im_start|>user\nWrite a sentence about the sea.<|im_end|>\n<|im_start|>assistant\n'
 GREEDY = dict(temperature=0, max_new_tokens=24)
+WEATHER = {
+    'type': 'function',
+    'function': {
+        'name': 'get_weather',
+        'description': 'Get the weather of a city.',
+        'parameters': {'type': 'object', 'properties': {'city': {'type': 'string'}}, 'required': ['city']},
+    },
+}
+FORCE_WEATHER = {'type': 'function', 'function': {'name': 'get_weather'}}
 
 
 @pytest.fixture(params=ENGINES)
@@ -38,6 +47,16 @@ def make(request: pytest.FixtureRequest):
 
 @pytest.fixture(params=TOKEN_COUNTING_ENGINES)
 def make_counting(request: pytest.FixtureRequest):
+    return request.getfixturevalue(f'engine_{request.param}')
+
+
+@pytest.fixture(params=MESSAGES_ENGINES)
+def make_chat(request: pytest.FixtureRequest):
+    return request.getfixturevalue(f'engine_{request.param}')
+
+
+@pytest.fixture(params=NATIVE_TOOL_ENGINES)
+def make_tools(request: pytest.FixtureRequest):
     return request.getfixturevalue(f'engine_{request.param}')
 
 
@@ -141,3 +160,39 @@ def test_overrides_leave_defaults_alone_and_bad_values_name_the_field(make) -> N
         llm.generate(PROMPT, top_p=1.5)
     with pytest.raises(ValueError, match='not_a_param'):
         llm.generate(PROMPT, not_a_param=1)
+
+
+def test_complete_is_the_typed_generate(make) -> None:
+    llm = make()
+    response = llm.complete(PROMPT, **GREEDY)
+    assert response.text == llm.generate(PROMPT, **GREEDY)
+    assert response.finish_reason in {'stop', 'length'} and response.tool_calls == []
+
+
+async def test_acomplete_matches_complete(make) -> None:
+    llm = make()
+    assert (await llm.acomplete(PROMPT, **GREEDY)).text == llm.complete(PROMPT, **GREEDY).text
+
+
+def test_conversations_without_a_template_take_the_messages_path(make_chat) -> None:
+    llm = make_chat()
+    request = llm.prepare(CONVERSATION)
+    assert request.prompt is None and request.messages == CONVERSATION
+    whole = llm.complete(CONVERSATION, **GREEDY)
+    assert whole.text.strip() and whole.finish_reason in {'stop', 'length'}
+    assert ''.join(chunk.text for chunk in llm.stream(CONVERSATION, **GREEDY)) == whole.text
+    assert llm.chat(CONVERSATION, **GREEDY) == whole.text
+
+
+def test_a_forced_native_tool_call_comes_back_structured(make_tools) -> None:
+    llm = make_tools()
+    assert llm.tool_calling == 'native'
+    question = [{'role': 'user', 'content': 'What is the weather in Paris?'}]
+    response = llm.complete(question, tools=[WEATHER], tool_choice=FORCE_WEATHER, temperature=0, max_new_tokens=64)
+    assert [call.function.name for call in response.tool_calls] == ['get_weather']
+    assert isinstance(response.tool_calls[0].function.parsed_arguments(), dict)
+    steps = list(
+        llm.stream_chat(question, tools=[WEATHER], tool_choice=FORCE_WEATHER, temperature=0, max_new_tokens=64)
+    )
+    streamed = steps[-1][2]
+    assert streamed is not None and streamed.tool_calls[0].function == response.tool_calls[0].function

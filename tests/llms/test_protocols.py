@@ -13,15 +13,13 @@ from hypothesis import strategies as st
 from lagent.errors import StreamError
 from lagent.llms.protocols import STREAM_END, NDJSONStream, SSEDecoder, SSEStream
 from lagent.llms.protocols.openai_format import (
-    answer_chunks,
+    answer_chunk,
     chat_answer,
     chat_chunks,
     completion_answer,
     completion_chunks,
-    finish_reason,
-    tool_call_deltas,
-    usage,
 )
+from lagent.llms.results import finish_reason, openai_tool_deltas, openai_usage
 from lagent.llms.streaming import ChunkAccumulator
 from lagent.schema import Usage
 
@@ -256,8 +254,8 @@ def test_finish_reasons_in_openai_words() -> None:
 
 
 def test_usage_counts_must_be_token_counts() -> None:
-    assert usage({'prompt_tokens': 3, 'completion_tokens': None}) == Usage(prompt_tokens=3)
-    assert usage(None) is None and usage({}) is None
+    assert openai_usage({'prompt_tokens': 3, 'completion_tokens': None}) == Usage(prompt_tokens=3)
+    assert openai_usage(None) is None and openai_usage({}) is None
 
 
 def content_event(value: object) -> dict:
@@ -297,23 +295,20 @@ def test_malformed_fields_raise_stream_errors_never_chunks(case: str) -> None:
 
 
 def test_whole_answers() -> None:
+    call = {'id': 'c', 'type': 'function', 'function': {'name': 'f', 'arguments': '{}'}}
     answer = {
-        'choices': [
-            {
-                'message': {'content': None, 'tool_calls': [{'id': 'c', 'function': {'name': 'f', 'arguments': '{}'}}]},
-                'finish_reason': 'tool_calls',
-            }
-        ],
+        'choices': [{'message': {'content': None, 'tool_calls': [call]}, 'finish_reason': 'tool_calls'}],
         'usage': {'prompt_tokens': 1, 'completion_tokens': 2, 'total_tokens': 3},
     }
-    (chunk,) = answer_chunks(answer, chat_answer)
-    assert chunk.text == '' and chunk.tool_calls == tool_call_deltas(
-        [{'index': 0, **answer['choices'][0]['message']['tool_calls'][0]}]
+    chunk = answer_chunk(answer, chat_answer)
+    assert chunk.text == '' and chunk.tool_calls == openai_tool_deltas([{'index': 0, **call}])
+    assert chunk.finish_reason == 'tool_calls' and chunk.usage == Usage(
+        prompt_tokens=1, completion_tokens=2, total_tokens=3
     )
-    assert answer_chunks({'choices': [{'text': 'hi', 'finish_reason': 'length'}]}, completion_answer)[0].text == 'hi'
+    assert answer_chunk({'choices': [{'text': 'hi', 'finish_reason': 'length'}]}, completion_answer).text == 'hi'
     with pytest.raises(StreamError, match='quota'):
-        answer_chunks({'error': {'message': 'quota'}}, chat_answer)
+        answer_chunk({'error': {'message': 'quota'}}, chat_answer)
     with pytest.raises(StreamError, match='unexpected answer'):
-        answer_chunks({'choices': []}, chat_answer)
+        answer_chunk({'choices': []}, chat_answer)
     with pytest.raises(StreamError, match='not a string'):
-        answer_chunks({'choices': [{'message': {'content': 42}}]}, chat_answer)
+        answer_chunk({'choices': [{'message': {'content': 42}}]}, chat_answer)

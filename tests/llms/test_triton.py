@@ -117,7 +117,7 @@ def test_stop_words_cut_the_reply(triton_addr: str, model_name: str, protocol: s
 
 
 def test_multibyte_text_streams_intact(triton_addr: str) -> None:
-    prompt = '<|im_start|>user\nTranslate to French: the coffee is very good<|im_end|>\n<|im_start|>assistant\n'
+    prompt = '<|im_start|>user\nWrite the word café three times.<|im_end|>\n<|im_start|>assistant\n'
     streamed = TritonClient(triton_addr, 'ensemble', temperature=0, max_new_tokens=16).generate(prompt)
     whole = TritonClient(triton_addr, 'ensemble_whole', temperature=0, max_new_tokens=16).generate(prompt)
     assert streamed == whole and '\ufffd' not in streamed
