@@ -22,13 +22,20 @@ the run's duration. llama.cpp's server reports no usage in streams: lagent
 counts the tokens of each reply with the model's tokenizer (the GGUF's),
 guidellm counts streamed events, one token each.
 
+On a busy machine the server's speed drifts from one round to the next, and
+the tools differ in how much CPU they take from it. So for llama.cpp each
+tool's ITL is also set against the server's own clock: the time per generated
+token llama.cpp logs for the requests of that tool's rounds. Both tools should
+measure the same multiple of it, whatever the load.
+
 guidellm pins other versions of what lagent uses, so it runs from a virtualenv
 of its own, made on first use (``--venv``, default ``.venv-guidellm``; a CPU
 build of torch is installed first, as guidellm depends on torch).
 
-Target: every lagent/guidellm ratio within 10% of 1 (medians over the rounds).
+Target: every lagent/guidellm ratio within 10% of 1 (medians over the rounds),
+and for llama.cpp the ratio of their ITLs per server millisecond too.
 
-Run: ``python benchmarks/bench_vs_guidellm.py [--requests 8] [--output-tokens 64] [--rounds 3]``.
+Run: ``python benchmarks/bench_vs_guidellm.py [--requests 4] [--output-tokens 48] [--rounds 5]``.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import resource
 import statistics
 import subprocess
@@ -46,6 +54,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -166,18 +175,34 @@ class Target:
     name: str
     url: str
     model: str
+    log: Path | None = None
+    """The server's log, where llama.cpp reports its own time per generated token."""
+
+    def decode_clock(self) -> tuple[float, int]:
+        """Milliseconds llama.cpp spent generating tokens so far, and how many it generated (after the first)."""
+        if self.log is None:
+            return 0.0, 0
+        total, runs = 0.0, 0
+        for match in _EVAL_TIME.finditer(self.log.read_text(errors='replace')):
+            total, runs = total + float(match['ms']), runs + int(match['runs'])
+        return total, runs
+
+
+_EVAL_TIME = re.compile(r'^llama_perf_context_print:\s+eval time =\s+(?P<ms>[\d.]+) ms /\s+(?P<runs>\d+) runs', re.M)
 
 
 @contextlib.contextmanager
 def llamacpp(scratch: Path) -> Iterator[Target]:
     """The real llama.cpp server, at a raised CPU priority while it runs."""
-    with llamacpp_server(smollm2_gguf_path(), scratch / 'server.log') as url:
+    log = scratch / 'server.log'
+    with llamacpp_server(smollm2_gguf_path(), log) as url:
         port = url.rsplit(':', 1)[1]
         for pid in _pids_with('llama_cpp.server', port):
-            os.setpriority(os.PRIO_PROCESS, pid, -10)
+            for thread in (Path('/proc') / str(pid) / 'task').iterdir():  # Linux: a thread's priority is its own
+                os.setpriority(os.PRIO_PROCESS, int(thread.name), -10)
         with OpenAICompatible(url, MODEL, temperature=0, max_new_tokens=8) as llm:
             llm.generate('Hello')  # warm up
-        yield Target('llama.cpp server, SmolLM2-135M on the CPU', url, MODEL)
+        yield Target('llama.cpp server, SmolLM2-135M on the CPU', url, MODEL, log)
 
 
 @contextlib.contextmanager
@@ -197,7 +222,7 @@ def _pids_with(*words: str) -> list[int]:
                 arguments = (entry / 'cmdline').read_bytes().split(b'\0')
             except OSError:
                 continue
-            if all(word.encode() in arguments or any(word.encode() in a for a in arguments) for word in words):
+            if all(any(word.encode() in argument for argument in arguments) for word in words):
                 pids.append(int(entry.name))
     return pids
 
@@ -213,9 +238,10 @@ def compare(target: Target, guidellm: Path, texts: list[str], args: argparse.Nam
     print(f'\n{target.name}: {args.requests} requests of {args.output_tokens} tokens, one at a time', flush=True)
     for index in range(args.rounds):
         started = time.monotonic()
-        rounds['lagent'].append(run_lagent(target, texts, args.output_tokens, count_tokens))
+        rounds['lagent'].append(_timed(target, partial(run_lagent, target, texts, args.output_tokens, count_tokens)))
         out = scratch / f'guidellm-{index}.json'
-        rounds['guidellm'].append(run_guidellm(guidellm, target, data, args.requests, args.output_tokens, out))
+        measure = partial(run_guidellm, guidellm, target, data, args.requests, args.output_tokens, out)
+        rounds['guidellm'].append(_timed(target, measure))
         print(f'  round {index + 1}/{args.rounds} ({time.monotonic() - started:.0f}s): '
               f'lagent {_short(rounds["lagent"][-1])} | guidellm {_short(rounds["guidellm"][-1])}', flush=True)  # fmt: skip
     names = (*METRICS, 'CPU s')
@@ -231,17 +257,41 @@ def compare(target: Target, guidellm: Path, texts: list[str], args: argparse.Nam
         verdict = ('ok' if abs(ratio - 1) <= 0.10 else 'MISSED') if name in METRICS else '(not a target)'
         ok &= name not in METRICS or abs(ratio - 1) <= 0.10
         print(f'  {name:<18}{ours:>14.2f}{theirs:>12.2f}{ratio:>8.3f}   {verdict}')
+    if target.log is not None:
+        # what each tool measured against the server's own clock during that tool's rounds
+        clock = {tool: statistics.median(r['server ms/token'] for r in runs) for tool, runs in rounds.items()}
+        own = {
+            tool: statistics.median(r['ITL mean (ms)'] / r['server ms/token'] for r in runs)
+            for tool, runs in rounds.items()
+        }
+        ratio = own['lagent'] / own['guidellm']
+        ok_own = abs(ratio - 1) <= 0.10
+        print(f"  llama.cpp's own time per token during the rounds: lagent's {clock['lagent']:.1f} ms, "
+              f"guidellm's {clock['guidellm']:.1f} ms")  # fmt: skip
+        print(f"  ITL / the server's own time per token: lagent {own['lagent']:.3f}, guidellm {own['guidellm']:.3f}, "
+              f'ratio {ratio:.3f}   {"ok" if ok_own else "MISSED"}')  # fmt: skip
+        medians['server clock'] = {'lagent': clock, 'ITL per server ms': own}
     tokens = [r['output tokens'] for r in rounds['lagent']], [r['output tokens'] for r in rounds['guidellm']]
     events = [r['events with text'] for r in rounds['lagent']]
     print(f'  output tokens per round: lagent {tokens[0]} ({events} events with text), guidellm {tokens[1]}')
     return ok, {'server': target.name, 'rounds': rounds, 'medians': medians}
 
 
+def _timed(target: Target, measure: Callable[[], dict]) -> dict:
+    """``measure()``, with the server's own milliseconds per generated token while it ran (llama.cpp only)."""
+    before = target.decode_clock()
+    result = measure()
+    after = target.decode_clock()
+    if after[1] > before[1]:
+        result['server ms/token'] = (after[0] - before[0]) / (after[1] - before[1])
+    return result
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--requests', type=int, default=8, help='requests per round')
-    parser.add_argument('--output-tokens', type=int, default=64, help='max_tokens of every request')
-    parser.add_argument('--rounds', type=int, default=3, help='rounds of each tool, alternating')
+    parser.add_argument('--requests', type=int, default=4, help='requests per round')
+    parser.add_argument('--output-tokens', type=int, default=48, help='max_tokens of every request')
+    parser.add_argument('--rounds', type=int, default=5, help='rounds of each tool, alternating')
     parser.add_argument('--servers', nargs='+', default=['llamacpp', 'paced'], choices=['llamacpp', 'paced'])
     parser.add_argument('--venv', type=Path, default=ROOT / '.venv-guidellm', help="guidellm's own virtualenv")
     parser.add_argument('--json', metavar='OUT', help='write every round and the medians')

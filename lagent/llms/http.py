@@ -13,9 +13,12 @@ transport owns:
 * timeouts: connect, idle (the longest wait for the next bytes) and total
   (the whole call, retries included). The total holds against servers that
   trickle bytes: a sync call's socket is shut down when its deadline passes
-  (:class:`_Watchdog`), an async call runs under ``aiohttp``'s total timeout;
+  (:mod:`lagent.llms._http_deadline`), an async call runs under ``aiohttp``'s
+  total timeout;
 * errors: every ``requests``/``urllib3``/``aiohttp`` failure is converted
-  into :mod:`lagent.errors` in one place (:func:`translate_errors`);
+  into :mod:`lagent.errors` in one place (:func:`translate_errors`, in
+  :mod:`lagent.llms._http_errors` with the handling of error bodies and
+  ``Retry-After``);
 * secrets: the API key travels only in the ``Authorization`` header; it is
   checked at construction, and removed from every error that leaves here
   (a server's error body that echoes it included);
@@ -25,33 +28,26 @@ transport owns:
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import email.utils
-import heapq
-import http.client
 import json
 import logging
 import math
 import random
 import select
-import socket
 import threading
 import time
 import warnings
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
-from datetime import timezone
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
 import requests
-import urllib3.connection
-import urllib3.connectionpool
-import urllib3.exceptions
-from requests.adapters import HTTPAdapter
+import urllib3
 
-from lagent.errors import APIStatusError, LLMConnectionError, LLMError, LLMTimeoutError, StreamError, status_error
+from lagent.errors import APIStatusError, LLMConnectionError, LLMError, LLMTimeoutError, StreamError
+from lagent.llms._http_deadline import WATCHDOG, Watch, check_not_expired, total_timeout, watched_adapter, watching
+from lagent.llms._http_errors import REDACTED, parse_retry_after, status_error_from, translate_errors, without_secret
 from lagent.llms.protocols.base import STREAM_END, EventStream, one_item_per_event
 
 __all__ = ['EventParser', 'HTTPTransport', 'check_base_url', 'translate_errors']
@@ -68,9 +64,7 @@ body (an ``EventStream`` subclass, or a ``functools.partial`` of one)."""
 
 _READ_SIZE = 1 << 16
 _PARSE_SLICE = 64
-_MAX_RETRY_AFTER = 60.0
 _ERROR_BODY_LIMIT = 1 << 20
-_REDACTED = '***'
 
 
 # ---------------------------------------------------------------------- checking what we send
@@ -126,246 +120,6 @@ def _positive_seconds(name: str, value: Any, *, optional: bool = False) -> float
         hint = ' (use None for no limit)' if optional and value == math.inf else ''
         raise ValueError(f'{name} must be a positive, finite number of seconds, got {value!r}{hint}')
     return float(value)
-
-
-# ---------------------------------------------------------------------- errors
-
-
-@contextlib.contextmanager
-def translate_errors(what: str, secret: str | None = None) -> Iterator[None]:
-    """Convert ``requests``, ``urllib3``, ``http.client`` and ``aiohttp`` failures into :mod:`lagent.errors`.
-
-    Args:
-        what: What was being done, for the message (e.g. ``'POST http://host/v1/completions'``).
-        secret: A value (the API key) that must not appear in the message; when
-            the library's error shows it, the lagent error is not chained to it.
-
-    Raises:
-        LLMTimeoutError: A connect, idle or total timeout expired.
-        StreamError: The body could not be decoded (a broken ``Content-Encoding``).
-        LLMConnectionError: The server could not be reached or the connection broke.
-    """
-    try:
-        yield
-    except LLMError:
-        raise
-    except Exception as exc:
-        error = _library_error(what, exc)
-        if error is None:
-            raise
-        if secret and _shows(exc, secret):
-            raise _without_secret(error, secret) from None  # aiohttp's reprs show the request headers
-        raise _without_secret(error, secret) from exc
-
-
-def _library_error(what: str, exc: Exception) -> LLMError | None:
-    """The lagent error for a failure of an HTTP library (``None``: not one)."""
-    if _is_timeout(exc):
-        return LLMTimeoutError(f'{what}: timed out ({_describe(exc)})')
-    if isinstance(exc, (requests.exceptions.ContentDecodingError, urllib3.exceptions.DecodeError)):
-        return StreamError(f'{what}: the body could not be decoded ({_describe(exc)})')
-    if isinstance(
-        exc,
-        (
-            requests.RequestException,
-            urllib3.exceptions.HTTPError,
-            http.client.HTTPException,
-            aiohttp.ClientError,
-            aiohttp.http_exceptions.HttpProcessingError,
-            OSError,  # ConnectionError, and a socket shut down under a read
-        ),
-    ):
-        return LLMConnectionError(f'{what}: {_describe(exc)}')
-    return None
-
-
-def _is_timeout(exc: BaseException) -> bool:
-    """Whether ``exc`` is, or wraps, a timeout (``requests`` wraps a read timeout
-    in the middle of a body into a plain ``ConnectionError``)."""
-    seen: set[int] = set()
-    pending: list[BaseException] = [exc]
-    while pending:
-        current = pending.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        if isinstance(
-            current,
-            (TimeoutError, requests.Timeout, urllib3.exceptions.TimeoutError, aiohttp.ServerTimeoutError),
-        ):
-            return True
-        pending += [arg for arg in current.args if isinstance(arg, BaseException)]
-        pending += [link for link in (current.__cause__, current.__context__) if link is not None]
-    return False
-
-
-def _describe(exc: BaseException) -> str:
-    return f'{type(exc).__name__}: {exc}' if str(exc) else type(exc).__name__
-
-
-def _without_secret(error: LLMError, secret: str | None) -> LLMError:
-    """Remove ``secret`` from the message, body and notes of ``error`` (in place)."""
-    if not secret:
-        return error
-    error.args = tuple(_redact(arg, secret) for arg in error.args)
-    for name in ('message', 'body'):
-        if hasattr(error, name):
-            setattr(error, name, _redact(getattr(error, name), secret))
-    if getattr(error, '__notes__', None):
-        error.__notes__ = [_redact(note, secret) for note in error.__notes__]
-    return error
-
-
-def _shows(exc: BaseException, secret: str) -> bool:
-    chain: BaseException | None = exc
-    for _ in range(20):
-        if chain is None:
-            return False
-        if secret in str(chain) or secret in repr(chain) or secret in repr(chain.args):
-            return True
-        chain = chain.__cause__ or chain.__context__
-    return True  # a chain this long: do not risk it
-
-
-def _redact(value: Any, secret: str) -> Any:
-    """``value`` with every occurrence of ``secret`` in its strings replaced."""
-    if isinstance(value, str):
-        return value.replace(secret, _REDACTED) if secret in value else value
-    if isinstance(value, bytes):
-        encoded = secret.encode('latin-1')
-        return value.replace(encoded, _REDACTED.encode()) if encoded in value else value
-    if isinstance(value, Mapping):
-        return {_redact(key, secret): _redact(item, secret) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_redact(item, secret) for item in value)
-    return value
-
-
-# ---------------------------------------------------------------------- the total deadline of sync calls
-
-
-class _Watch:
-    """The deadline of one sync request: past it, the request's socket is shut down."""
-
-    __slots__ = ('cancelled', 'deadline', 'fired', 'sock')
-
-    def __init__(self, deadline: float):
-        self.deadline = deadline
-        self.sock: socket.socket | None = None
-        self.fired = False
-        self.cancelled = False
-
-    def __lt__(self, other: _Watch) -> bool:
-        return self.deadline < other.deadline
-
-
-class _Watchdog:
-    """One daemon thread that enforces the total deadline of sync requests.
-
-    ``requests`` only knows per-read timeouts: a server that sends a byte now
-    and then (in the headers, or inside one huge HTTP chunk) keeps a read going
-    for ever. Instead of racing it, the watchdog shuts the socket down when the
-    deadline passes; the blocked read returns at once and the transport reports
-    the total timeout.
-    """
-
-    def __init__(self) -> None:
-        self._heap: list[_Watch] = []
-        self._cancelled = 0
-        self._condition = threading.Condition()
-        self._thread: threading.Thread | None = None
-
-    def watch(self, deadline: float) -> _Watch:
-        """Start watching a request that must end by ``deadline`` (``time.monotonic()`` seconds)."""
-        entry = _Watch(deadline)
-        with self._condition:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name='lagent-http-deadlines', daemon=True)
-                self._thread.start()
-            heapq.heappush(self._heap, entry)
-            if self._heap[0] is entry:
-                self._condition.notify()
-        return entry
-
-    def arm(self, entry: _Watch, sock: socket.socket | None) -> None:
-        """The request's bytes now travel on ``sock``: shut it down at the deadline (or now, if past)."""
-        with self._condition:
-            if entry.cancelled:
-                return
-            entry.sock = sock
-            if entry.fired:
-                _shut(sock)
-
-    def cancel(self, entry: _Watch) -> None:
-        """The request is over: leave its socket alone."""
-        with self._condition:
-            if not entry.cancelled:
-                entry.cancelled = True
-                entry.sock = None
-                self._cancelled += 1
-                if self._cancelled > 64 and self._cancelled * 2 > len(self._heap):
-                    self._heap = [item for item in self._heap if not item.cancelled]
-                    heapq.heapify(self._heap)
-                    self._cancelled = 0
-
-    def _run(self) -> None:
-        heap, condition = self._heap, self._condition
-        with condition:
-            while True:
-                heap = self._heap
-                while heap and heap[0].cancelled:
-                    heapq.heappop(heap)
-                    self._cancelled -= 1
-                if not heap:
-                    condition.wait()
-                    continue
-                wait = heap[0].deadline - time.monotonic()
-                if wait > 0:
-                    condition.wait(wait)
-                    continue
-                entry = heapq.heappop(heap)
-                entry.fired = True
-                _shut(entry.sock)
-
-
-def _shut(sock: socket.socket | None) -> None:
-    if sock is None:
-        return
-    with contextlib.suppress(OSError):
-        # socket.socket's own shutdown, also for an SSLSocket: its override would
-        # drop the TLS object under the thread that is reading it
-        socket.socket.shutdown(sock, socket.SHUT_RDWR)
-
-
-_WATCHDOG = _Watchdog()
-_current = threading.local()
-"""The :class:`_Watch` of the request this thread is sending, for the connection to arm."""
-
-
-class _WatchedConnectionMixin:
-    """Arms the deadline of the request being sent once its socket is known."""
-
-    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
-        entry = getattr(_current, 'watch', None)
-        if entry is not None:
-            _WATCHDOG.arm(entry, self.sock)  # type: ignore[attr-defined]
-        return super().getresponse(*args, **kwargs)  # type: ignore[misc]
-
-
-class _WatchedHTTPConnection(_WatchedConnectionMixin, urllib3.connection.HTTPConnection):
-    pass
-
-
-class _WatchedHTTPSConnection(_WatchedConnectionMixin, urllib3.connection.HTTPSConnection):
-    pass
-
-
-class _WatchedHTTPPool(urllib3.connectionpool.HTTPConnectionPool):
-    ConnectionCls = _WatchedHTTPConnection
-
-
-class _WatchedHTTPSPool(urllib3.connectionpool.HTTPSConnectionPool):
-    ConnectionCls = _WatchedHTTPSConnection
 
 
 # ---------------------------------------------------------------------- the transport
@@ -433,7 +187,7 @@ class HTTPTransport:
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
-        key = _REDACTED if self._secret else None
+        key = REDACTED if self._secret else None
         return f'{type(self).__name__}(base_url={self.base_url!r}, api_key={key!r})'
 
     # ------------------------------------------------------------------ sync
@@ -482,7 +236,8 @@ class HTTPTransport:
 
         Each network read is decoded at once: its events are handed to
         ``parse`` together (a slice at a time), so a reader that falls behind
-        the server catches up in fewer, larger items (see :func:`per_event_items`).
+        the server catches up in fewer, larger items (a benchmark can ask for one
+        item per event: :func:`~lagent.llms.protocols.per_event_items`).
 
         Args:
             path: Path under ``base_url``, e.g. ``'/chat/completions'``.
@@ -510,7 +265,7 @@ class HTTPTransport:
         response, watch = self._send(request, stream=True)
         what = f'reading the stream of {request.url}'
         try:
-            with translate_errors(what, self._secret), _total_timeout(watch, what):
+            with translate_errors(what, self._secret), total_timeout(watch, what):
                 events, one_by_one = protocol(), one_item_per_event()
                 for data in _reads(response.raw):
                     items, end = _parse_read(events, data, parse, one_by_one)
@@ -520,29 +275,29 @@ class HTTPTransport:
                     if watch is not None and time.monotonic() > watch.deadline:
                         raise LLMTimeoutError(f'{what}: the total timeout expired')
                 else:
-                    _check_not_expired(watch, what)  # a body cut short by the deadline may look complete
+                    check_not_expired(watch, what)  # a body cut short by the deadline may look complete
                     items, end = _parse_events(*events.finish(), parse, one_by_one)
                     yield from items
                 if end is not STREAM_END:
                     raise end
         except LLMError as error:
-            raise _without_secret(error, self._secret) from error.__cause__
+            raise without_secret(error, self._secret) from error.__cause__
         finally:
             if watch is not None:
-                _WATCHDOG.cancel(watch)
+                WATCHDOG.cancel(watch)
             response.close()
 
     def _call_json(self, request: _Request) -> Any:
         response, watch = self._send(request, stream=False)
         try:
-            _check_not_expired(watch, f'{request.method} {request.url}')
+            check_not_expired(watch, f'{request.method} {request.url}')
             return _decode_json(response.content, request.url, self._secret)
         finally:
             if watch is not None:
-                _WATCHDOG.cancel(watch)
+                WATCHDOG.cancel(watch)
             response.close()
 
-    def _send(self, request: _Request, *, stream: bool) -> tuple[requests.Response, _Watch | None]:
+    def _send(self, request: _Request, *, stream: bool) -> tuple[requests.Response, Watch | None]:
         """Send ``request`` until it gets an answer that is not an error status, retrying as configured.
 
         Returns:
@@ -554,12 +309,11 @@ class HTTPTransport:
             remaining = _remaining(request.deadline, what)
             # streams wait at most idle_timeout for each read; a whole answer may take the total time
             read_timeout = _min(self.idle_timeout, remaining) if stream else remaining
-            watch = None if request.deadline is None else _WATCHDOG.watch(request.deadline)
+            watch = None if request.deadline is None else WATCHDOG.watch(request.deadline)
             answered = False
             try:
-                with translate_errors(what, self._secret), _total_timeout(watch, what):
-                    _current.watch = watch
-                    try:
+                with translate_errors(what, self._secret), total_timeout(watch, what):
+                    with watching(watch):
                         response = session.request(
                             request.method,
                             request.url,
@@ -568,8 +322,6 @@ class HTTPTransport:
                             stream=stream,
                             timeout=(_min(self.connect_timeout, remaining), read_timeout),
                         )
-                    finally:
-                        _current.watch = None
                     if response.status_code < 400:
                         answered = True
                         return response, watch
@@ -579,14 +331,14 @@ class HTTPTransport:
                         )
                     finally:
                         response.close()
-                error: LLMError = _status_error(response.status_code, content, response.headers)
-                retry_after = _parse_retry_after(response.headers.get('retry-after'))
+                error: LLMError = status_error_from(response.status_code, content, response.headers)
+                retry_after = parse_retry_after(response.headers.get('retry-after'))
             except LLMConnectionError as exc:  # LLMTimeoutError included
                 error, retry_after = exc, None
             finally:
                 if watch is not None and not answered:
-                    _WATCHDOG.cancel(watch)
-            error = _without_secret(error, self._secret)
+                    WATCHDOG.cancel(watch)
+            error = without_secret(error, self._secret)
             delay = self._retry_delay(error, attempt, request.deadline, what, retry_after)
             if delay is None:
                 raise error
@@ -597,9 +349,7 @@ class HTTPTransport:
         with self._lock:
             if self._session is None:
                 session = requests.Session()
-                size = self.max_connections or 64
-                adapter = HTTPAdapter(pool_connections=1, pool_maxsize=size, max_retries=0)
-                adapter.poolmanager.pool_classes_by_scheme = {'http': _WatchedHTTPPool, 'https': _WatchedHTTPSPool}
+                adapter = watched_adapter(self.max_connections or 64)
                 session.mount('http://', adapter)
                 session.mount('https://', adapter)
                 session.trust_env = False
@@ -651,7 +401,7 @@ class HTTPTransport:
                 if end is not STREAM_END:
                     raise end
         except LLMError as error:
-            raise _without_secret(error, self._secret) from error.__cause__
+            raise without_secret(error, self._secret) from error.__cause__
         finally:
             response.close()
 
@@ -682,14 +432,14 @@ class HTTPTransport:
                     if response.status < 400:
                         return response
                     try:
-                        content = await response.content.read(_ERROR_BODY_LIMIT)
+                        content = await _read_at_most(response.content, _ERROR_BODY_LIMIT)
                     finally:
                         response.release()
-                error: LLMError = _status_error(response.status, content, response.headers)
-                retry_after = _parse_retry_after(response.headers.get('retry-after'))
+                error: LLMError = status_error_from(response.status, content, response.headers)
+                retry_after = parse_retry_after(response.headers.get('retry-after'))
             except LLMConnectionError as exc:
                 error, retry_after = exc, None
-            error = _without_secret(error, self._secret)
+            error = without_secret(error, self._secret)
             delay = self._retry_delay(error, attempt, request.deadline, what, retry_after)
             if delay is None:
                 raise error
@@ -780,22 +530,6 @@ class _Request:
         self.deadline = deadline
 
 
-@contextlib.contextmanager
-def _total_timeout(watch: _Watch | None, what: str) -> Iterator[None]:
-    """Report whatever breaks once the watchdog has shut the socket down as the total timeout."""
-    try:
-        yield
-    except Exception as exc:
-        if watch is not None and watch.fired:
-            raise LLMTimeoutError(f'{what}: the total timeout expired') from exc
-        raise
-
-
-def _check_not_expired(watch: _Watch | None, what: str) -> None:
-    if watch is not None and watch.fired:
-        raise LLMTimeoutError(f'{what}: the total timeout expired')
-
-
 def _reads(raw: urllib3.HTTPResponse) -> Iterator[bytes]:
     """The body of a streamed ``requests`` response, as it arrives.
 
@@ -824,6 +558,15 @@ def _reads(raw: urllib3.HTTPResponse) -> Iterator[bytes]:
         yield data
         if failure is not None:
             raise failure
+
+
+async def _read_at_most(content: aiohttp.StreamReader, limit: int) -> bytes:
+    """The body, or its first ``limit`` bytes (an error page need not be read whole)."""
+    parts, size = [], 0
+    while size < limit and (data := await content.read(limit - size)):
+        parts.append(data)
+        size += len(data)
+    return b''.join(parts)
 
 
 def _parse_read(events: EventStream, data: bytes, parse: EventParser[T], one_by_one: bool) -> tuple[list[T], Any]:
@@ -861,61 +604,7 @@ def _decode_json(content: bytes, url: str, secret: str | None) -> Any:
         return json.loads(content)
     except (ValueError, RecursionError) as exc:
         error = StreamError(f'{url} answered with a body that is not JSON: {content[:200]!r}', body=content[:10_000])
-        raise _without_secret(error, secret) from exc
-
-
-def _status_error(status: int, content: bytes, headers: Mapping[str, str]) -> LLMError:
-    """Build the status error, with the server's own message from its error body."""
-    try:
-        body: Any = json.loads(content)
-    except (ValueError, RecursionError):
-        body = content.decode(errors='replace')
-    message = _error_message(body) or f'(no message; body: {str(body)[:500]!r})'
-    return status_error(status, message, body=body, request_id=headers.get('x-request-id'))
-
-
-def _error_message(body: Any) -> str | None:
-    """The message of the error shapes servers use: OpenAI ``{"error": {"message"}}``,
-    lmdeploy ``{"message", "type", "code", "object": "error"}``, FastAPI ``{"detail"}``."""
-    if isinstance(body, str):
-        return body.strip()[:2000] or None
-    if not isinstance(body, Mapping):
-        return None
-    error = body.get('error')
-    if isinstance(error, Mapping) and error.get('message'):
-        return str(error['message'])
-    if isinstance(error, str) and error:
-        return error
-    for key in ('message', 'detail'):
-        if body.get(key):
-            return body[key] if isinstance(body[key], str) else json.dumps(body[key])
-    return None
-
-
-def _parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header (seconds or an HTTP date), capped.
-
-    A value that is not a finite number or a valid date (``nan``, ``inf``,
-    garbage) is ignored (``None``: the backoff applies); one in the past is 0.
-    """
-    if value is None:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError, OverflowError):
-            return None
-        if when.tzinfo is None:  # "-0000": UTC, says RFC 5322
-            when = when.replace(tzinfo=timezone.utc)
-        try:
-            seconds = when.timestamp() - time.time()
-        except (OverflowError, OSError, ValueError):
-            return None
-    if not math.isfinite(seconds):
-        return None
-    return min(max(seconds, 0.0), _MAX_RETRY_AFTER)
+        raise without_secret(error, secret) from exc
 
 
 def _remaining(deadline: float | None, what: str) -> float | None:

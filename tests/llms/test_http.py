@@ -25,7 +25,8 @@ from lagent.errors import (
     ServerError,
     StreamError,
 )
-from lagent.llms.http import HTTPTransport, _parse_retry_after, translate_errors
+from lagent.llms._http_errors import parse_retry_after
+from lagent.llms.http import HTTPTransport, translate_errors
 from lagent.llms.lmdeploy_client import LMDeployClient
 from lagent.llms.openai_compatible import GPTAPI, OpenAICompatible
 from lagent.llms.protocols import NDJSONStream, SSEStream, per_event_items
@@ -372,11 +373,11 @@ def test_a_read_timeout_inside_a_whole_answer_is_a_timeout() -> None:
     ],
 )
 def test_retry_after_is_a_finite_number_of_seconds_or_ignored(value: str, seconds: float | None) -> None:
-    assert _parse_retry_after(value) == seconds
+    assert parse_retry_after(value) == seconds
 
 
 def test_retry_after_as_a_future_date() -> None:
-    seconds = _parse_retry_after(email.utils.formatdate(time.time() + 30, usegmt=True))
+    seconds = parse_retry_after(email.utils.formatdate(time.time() + 30, usegmt=True))
     assert seconds is not None and 28 <= seconds <= 30
 
 

@@ -12,13 +12,14 @@ A new framing subclasses :class:`EventStream` (see ``ndjson.py``, one short file
 event (benchmarks time each event).
 """
 
-from lagent.llms.protocols.base import STREAM_END, EventStream, decode_json_frames, per_event_items
+from lagent.llms.protocols.base import STREAM_END, EventStream, LineBuffer, decode_json_frames, per_event_items
 from lagent.llms.protocols.ndjson import NDJSONStream
 from lagent.llms.protocols.sse import SSEDecoder, SSEStream
 
 __all__ = [
     'STREAM_END',
     'EventStream',
+    'LineBuffer',
     'NDJSONStream',
     'SSEDecoder',
     'SSEStream',
