@@ -7,9 +7,9 @@ Two servers, each measured by both tools in alternating rounds:
   tools send the same raw prompts to ``/v1/completions`` (greedy,
   ``max_tokens`` fixed), one request at a time (lagent ``concurrency=1``,
   guidellm's ``synchronous`` profile). The server runs at a raised CPU priority
-  for the benchmark, so that neither client's own CPU use (nor the rest of a
-  busy machine) slows it down for one tool and not the other; the CPU seconds
-  each tool spent are printed;
+  with its model locked in memory, so that neither client's start-up (nor the
+  rest of a busy machine) slows it down for one tool and not the other; the
+  CPU seconds each tool spent are printed;
 * a paced server (``tests/faults/chaos_server.py``: real HTTP, OpenAI SSE) that
   sends each event a fixed time after the previous one: its true TTFT and ITL
   are known, so it checks the measurement itself.
@@ -63,9 +63,10 @@ sys.path.insert(0, str(ROOT))  # the llama.cpp server fixture lives in tests/fix
 from lagent.bench import BenchRequest, BenchRun, run_benchmark, summarize  # noqa: E402
 from lagent.bench.tokens import token_counter  # noqa: E402
 from lagent.llms.default_model import smollm2_gguf_path  # noqa: E402
+from lagent.llms.llama_cpp_server import llama_cpp_server_command  # noqa: E402
 from lagent.llms.openai_compatible import OpenAICompatible  # noqa: E402
+from lagent.llms.process import ServerProcess, free_port  # noqa: E402
 from tests.faults.campaign import chaos_server  # noqa: E402
-from tests.fixtures.servers import llamacpp_server  # noqa: E402
 
 GUIDELLM = 'guidellm==0.8.1'
 TORCH_CPU = 'torch==2.13.0'
@@ -193,16 +194,18 @@ _EVAL_TIME = re.compile(r'^llama_perf_context_print:\s+eval time =\s+(?P<ms>[\d.
 
 @contextlib.contextmanager
 def llamacpp(scratch: Path) -> Iterator[Target]:
-    """The real llama.cpp server, at a raised CPU priority while it runs."""
-    log = scratch / 'server.log'
-    with llamacpp_server(smollm2_gguf_path(), log) as url:
-        port = url.rsplit(':', 1)[1]
-        for pid in _pids_with('llama_cpp.server', port):
-            for thread in (Path('/proc') / str(pid) / 'task').iterdir():  # Linux: a thread's priority is its own
-                os.setpriority(os.PRIO_PROCESS, int(thread.name), -10)
-        with OpenAICompatible(url, MODEL, temperature=0, max_new_tokens=8) as llm:
+    """The real llama.cpp server: its model locked in memory (another tool's start-up cannot push it out
+    of the page cache) and its threads at a raised CPU priority while it runs."""
+    log, port = scratch / 'server.log', free_port()
+    command = llama_cpp_server_command(smollm2_gguf_path(), model_name=MODEL, host='127.0.0.1', port=port,
+                                       n_threads=2, server_cfg={'use_mlock': True})  # fmt: skip
+    with ServerProcess(command, port=port, name='llama_cpp.server', log_path=log, ready_timeout=300) as server:
+        assert server.pid is not None
+        for thread in (Path('/proc') / str(server.pid) / 'task').iterdir():  # Linux: a thread's priority is its own
+            os.setpriority(os.PRIO_PROCESS, int(thread.name), -10)
+        with OpenAICompatible(server.url, MODEL, temperature=0, max_new_tokens=8) as llm:
             llm.generate('Hello')  # warm up
-        yield Target('llama.cpp server, SmolLM2-135M on the CPU', url, MODEL, log)
+        yield Target('llama.cpp server, SmolLM2-135M on the CPU', server.url, MODEL, log)
 
 
 @contextlib.contextmanager
@@ -212,19 +215,6 @@ def paced(output_tokens: int, ttft_s: float, itl_s: float) -> Iterator[Target]:
         server.plan(tokens=[f' w{i}' for i in range(output_tokens)], delay=itl_s, first_delay=ttft_s)
         yield Target(f'paced server ({ttft_s * 1000:.0f} ms to the first event, then one every '
                      f'{itl_s * 1000:.0f} ms)', server.url, 'chaos')  # fmt: skip
-
-
-def _pids_with(*words: str) -> list[int]:
-    pids = []
-    for entry in Path('/proc').iterdir():
-        if entry.name.isdigit():
-            try:
-                arguments = (entry / 'cmdline').read_bytes().split(b'\0')
-            except OSError:
-                continue
-            if all(any(word.encode() in argument for argument in arguments) for word in words):
-                pids.append(int(entry.name))
-    return pids
 
 
 # ---------------------------------------------------------------------- main

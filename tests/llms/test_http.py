@@ -543,3 +543,13 @@ async def test_a_broken_ndjson_stream_is_a_typed_error(chaos: ChaosProcess, use_
 def test_engines_refuse_a_bad_url_at_construction(make, url: object) -> None:
     with pytest.raises(ValueError, match='URL'):
         make(url)
+
+
+def test_an_engine_refuses_a_request_id_with_cr_lf_at_the_call(server: FaultServer) -> None:
+    llm = OpenAICompatible(server.url, 'm', max_retries=3)
+    with pytest.raises(ValueError, match='request_id'):
+        llm.stream('Hi', request_id='one\r\nX-Evil: 1')
+    with pytest.raises(ValueError, match='request_id'):
+        llm.generate('Hi', request_id='one\nX-Evil: 1')
+    llm.close()
+    assert server.requests == []  # refused before sending, never retried
