@@ -26,6 +26,7 @@ __all__ = [
     'ContentPart',
     'FunctionCall',
     'GenerationParams',
+    'ImageURL',
     'Message',
     'MessageLike',
     'ModelStatusCode',
@@ -132,15 +133,40 @@ class ToolCall(BaseModel):
 # --------------------------------------------------------------------------- messages
 
 
+class ImageURL(BaseModel):
+    """Where the image of an ``image_url`` content part is (OpenAI format)."""
+
+    model_config = ConfigDict(extra='allow')
+
+    url: str = Field(min_length=1)
+    """An ``http(s)`` URL, a ``data:image/...;base64,...`` URI, or a local file path
+    (see :mod:`lagent.images`)."""
+    detail: Literal['auto', 'low', 'high'] | None = None
+    """The resolution the model should see the image at (servers that support it)."""
+
+
 class ContentPart(BaseModel):
     """One part of a multi-part message content (OpenAI format)."""
 
     model_config = ConfigDict(extra='allow')
 
     type: str
-    """``'text'``, ``'image_url'``, ...; parts other than text are passed on as given."""
+    """``'text'``, ``'image_url'``, ...; parts of other types are passed on as given."""
     text: str | None = None
     """The text of a ``'text'`` part."""
+    image_url: ImageURL | None = None
+    """The image of an ``'image_url'`` part (a bare URL string is read as ``{'url': ...}``)."""
+
+    @field_validator('image_url', mode='before')
+    @classmethod
+    def _url_string_as_object(cls, value: Any) -> Any:
+        return {'url': value} if isinstance(value, str) else value
+
+    @model_validator(mode='after')
+    def _image_part_has_an_image(self) -> ContentPart:
+        if self.type == 'image_url' and self.image_url is None:
+            raise ValueError('an image_url part needs "image_url": {"url": ...}')
+        return self
 
 
 class Message(BaseModel):

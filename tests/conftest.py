@@ -15,6 +15,7 @@ pytest_plugins = [
     'tests.llms.engines_local',
     'tests.llms.engines_http',
     'tests.llms.engines_triton',
+    'tests.serve.served',
 ]
 
 

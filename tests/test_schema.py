@@ -41,7 +41,8 @@ def test_status_codes_keep_the_original_values():
 def test_message_accepts_any_role_and_content_parts():
     message = Message(role='environment', name='plugin', content='{"ok": true}')
     assert message.text == '{"ok": true}'
-    parts = Message(role='user', content=[{'type': 'text', 'text': 'a'}, {'type': 'image_url', 'image_url': {}}])
+    image = {'type': 'image_url', 'image_url': {'url': 'cat.png'}}
+    parts = Message(role='user', content=[{'type': 'text', 'text': 'a'}, image])
     assert parts.text == 'a'
     call = {'id': 'c1', 'function': {'name': 'f', 'arguments': '{}'}}
     assert Message(role='assistant', tool_calls=[call]).text == ''

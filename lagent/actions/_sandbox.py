@@ -1,9 +1,11 @@
 """Run Python code in contained child processes (the parent's side).
 
-:func:`run_in_sandbox` runs one cell in a fresh process; :class:`SandboxSession`
-keeps one worker process alive across cells. The child programs are in
-:mod:`lagent.actions._sandbox_child`; what is and is not contained is
-documented on :class:`lagent.actions.PythonInterpreter`.
+:func:`run_in_sandbox` runs one cell in a fresh sandbox; :class:`SandboxSession`
+keeps one worker process alive across cells. The child program, and how it
+uses the kernel's namespaces, is in :mod:`lagent.actions._sandbox_child`;
+who the code runs as is decided in :mod:`lagent.actions._sandbox_users`.
+What is and is not contained is documented on
+:class:`lagent.actions.PythonInterpreter` and in ``docs/tools.md``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 import logging
 import math
 import os
+import secrets
 import selectors
 import shutil
 import signal
@@ -23,27 +26,51 @@ import tempfile
 import threading
 import time
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from lagent.actions._sandbox_child import CELL_PROGRAM, SESSION_PROGRAM
+from lagent.actions._sandbox_child import PROGRAM
+from lagent.actions._sandbox_users import SAFE_PATH, RunAs, UidLease, executable_by, lease_session_uid, run_as_user
 
-__all__ = ['SandboxLimits', 'SandboxResult', 'SandboxSession', 'choose_identity', 'run_in_sandbox']
+__all__ = [
+    'ISOLATION',
+    'AnswerConvention',
+    'SandboxLimits',
+    'SandboxResult',
+    'SandboxSession',
+    'choose_identity',
+    'run_in_sandbox',
+]
 
 logger = logging.getLogger(__name__)
 
-_SAFE_PATH = '/usr/local/bin:/usr/bin:/bin'
+ISOLATION = {
+    'pid': 'a PID namespace of its own',
+    'proc': 'a /proc of its own',
+    'readonly': 'a read-only file system',
+    'tmp': 'a private /tmp',
+    'network': 'network isolation',
+    'uid': 'a uid of its own',
+    'seccomp': 'a system-call filter',
+}
+"""The protections the kernel may give a sandbox, by the name the child reports them with."""
+
 _BACKSTOP_GRACE = 5.0
 """Seconds the parent waits past the child's own deadline, or for a session to
 stop, before killing the child's process group itself."""
 _STARTUP_TIMEOUT = 30.0
 """Seconds a session's worker may take to start."""
+_MESSAGE_BYTES = 1 << 20
+"""The longest result message kept; a longer line (only code writing to the result pipe makes one) is dropped."""
+_warned: set[frozenset[str]] = set()
+_warned_lock = threading.Lock()
+_usable: dict[tuple[str, RunAs], bool] = {}
 
 
 @dataclass(frozen=True)
 class SandboxLimits:
-    """Limits of one run; every size is per process of the run."""
+    """Limits of one run; every size but ``scratch_mb`` is per process of the run."""
 
     wall_seconds: float = 10.0
     """Wall-clock limit of a run; on expiry every process of the run is killed."""
@@ -57,6 +84,8 @@ class SandboxLimits:
     """Largest file the code may write (``RLIMIT_FSIZE``) in MiB; ``None`` for no limit."""
     max_output_chars: int = 4000
     """Characters of stdout, of stderr and of the last value kept; the rest is cut."""
+    scratch_mb: int = 256
+    """Size of the private ``/tmp`` and of ``/dev/shm`` (each a tmpfs, held in memory) in MiB."""
 
     def as_request(self) -> dict[str, Any]:
         """The limits in the form the child program reads."""
@@ -70,7 +99,21 @@ class SandboxLimits:
             'file_size_bytes': self.file_size_mb * 2**20 if self.file_size_mb else None,
             'max_processes': self.max_processes,
             'max_value_chars': self.max_output_chars,
+            'scratch_kb': self.scratch_mb * 1024,
         }
+
+
+@dataclass(frozen=True)
+class AnswerConvention:
+    """Which value stands for a cell's answer when the cell prints nothing and ends without an expression.
+
+    The cell must (re)define the name involved; its value is then shown with ``str()``.
+    """
+
+    expr: str | None = 'solution()'
+    """An expression to evaluate, e.g. ``'solution()'``; it applies when the cell defines the first name it uses."""
+    symbol: str | None = None
+    """A variable whose value is the answer when the cell sets it (checked before ``expr``)."""
 
 
 @dataclass(frozen=True)
@@ -84,7 +127,7 @@ class SandboxResult:
     ok: bool
     """The code ran to its end without an uncaught exception."""
     value: str | None
-    """``repr`` of the last expression's value, if the code ended with one that is not ``None``."""
+    """``repr`` of the last expression's value (or the answer's ``str``), if there is one that is not ``None``."""
     error: str | None
     """The traceback of the uncaught exception, or why the child failed."""
     timed_out: bool
@@ -93,67 +136,91 @@ class SandboxResult:
     """The signal that killed the code, if one did."""
     exit_code: int | None = None
     """The status the code's process exited with, when it exited without finishing the cell (``os._exit``)."""
-
-
-def choose_identity(user: str | None, python: str) -> tuple[str, tuple[int, int] | None]:
-    """Choose the interpreter and the ``(uid, gid)`` the child runs as.
-
-    Only root can switch users; an unprivileged parent keeps its own
-    (``None``). Root switches to ``user`` and runs ``python`` if that user can
-    execute it (every directory on its path searchable), else the first
-    ``python3`` on a system path they can execute; failing both, it keeps root
-    and logs a warning, since then the process-count limit does not apply.
-
-    Args:
-        user: The user to run as when root; ``None`` keeps root.
-        python: The preferred interpreter.
-
-    Returns:
-        ``(interpreter, ids)``, ``ids`` being ``None`` to keep the parent's user.
-    """
-    if user is None or os.geteuid() != 0:
-        return python, None
-    import pwd  # POSIX only: imported here so that importing lagent.actions works everywhere
-
-    try:
-        entry = pwd.getpwnam(user)
-    except KeyError:
-        logger.warning('sandbox user %r does not exist; the sandbox runs as root', user)
-        return python, None
-    ids = (entry.pw_uid, entry.pw_gid)
-    candidates = [Path(python)] + [Path(directory) / 'python3' for directory in _SAFE_PATH.split(':')]
-    for candidate in candidates:
-        if _executable_by(candidate, *ids):
-            return str(candidate), ids
-    logger.warning('sandbox user %r cannot run %s nor a system python3; the sandbox runs as root', user, python)
-    return python, None
+    isolation: tuple[str, ...] = ()
+    """The protections of :data:`ISOLATION` the run had."""
 
 
 def run_in_sandbox(
-    code: str, limits: SandboxLimits, *, python: str = sys.executable, ids: tuple[int, int] | None = None
+    code: str,
+    limits: SandboxLimits,
+    *,
+    python: str = sys.executable,
+    run_as: RunAs = RunAs(),
+    network: bool = False,
+    answer: AnswerConvention | None = None,
+    namespaces: bool = True,
 ) -> SandboxResult:
-    """Run ``code`` in a fresh child process under ``limits``.
+    """Run ``code`` in a fresh sandbox under ``limits``.
 
     Args:
         code: Python source; its last expression's ``repr`` is returned.
         limits: The limits of this run.
         python: The interpreter to run (the child program needs only its standard library).
-        ids: ``(uid, gid)`` to run as (root only), from :func:`choose_identity`.
+        run_as: Who the code runs as, from :func:`~lagent.actions._sandbox_users.choose_identity`.
+        network: Whether the code may use the network.
+        answer: The answer convention, if any.
+        namespaces: Use the kernel's namespaces where it allows (``False`` only to test the fallback).
 
     Returns:
         Output, value or traceback, and how the run ended.
     """
-    child = _Child.spawn(CELL_PROGRAM, python, ids)
+    child = _Child.spawn(
+        {'mode': 'cell', 'code': code, 'namespaces': namespaces}, limits, python, run_as, network, answer
+    )
     try:
-        request = {'code': code, 'limits': limits.as_request(), 'result_fd': child.result_fd_number}
-        with contextlib.suppress(BrokenPipeError):
-            child.process.stdin.write(json.dumps(request).encode())
-            child.process.stdin.close()
         captures = _Captures(limits)
-        finished = child.read(captures, time.monotonic() + limits.wall_seconds + _BACKSTOP_GRACE, until_eof=True)
+        finished = child.read(captures, time.monotonic() + limits.wall_seconds + _BACKSTOP_GRACE)
     finally:
         child.stop()
     return captures.result(limits, backstop_hit=not finished)
+
+
+def choose_identity(user: str | None, python: str, *, namespaces: bool = True) -> tuple[str, RunAs]:
+    """Choose the interpreter and the user the code runs as.
+
+    Only root can switch users; an unprivileged parent keeps its own. Root
+    runs the code as ``user`` (``'auto'``: a uid of its own per run) with
+    ``python`` if that user can reach it: directly, or through the sandbox's
+    private file system, which binds the interpreter's directories into the
+    directories that would keep the user out (``/root``...; tried once per
+    interpreter). Else it uses the first ``python3`` on a system path the user
+    can execute; failing both, it keeps root and logs a warning.
+
+    Args:
+        user: ``'auto'``, a user name, or ``None`` to keep root.
+        python: The preferred interpreter.
+        namespaces: Let the sandbox use namespaces (``False`` only to test the fallback).
+
+    Returns:
+        ``(interpreter, run_as)``.
+    """
+    if user is None or os.geteuid() != 0:
+        return python, RunAs()
+    run_as = run_as_user(user)
+    if run_as is None:
+        logger.warning('sandbox user %r does not exist; the sandbox runs as root', user)
+        return python, RunAs()
+    ids = run_as.typical_ids
+    if executable_by(Path(python), *ids) or (namespaces and _usable_in_sandbox(python, run_as)):
+        return python, run_as
+    for directory in SAFE_PATH.split(':'):
+        if executable_by(Path(directory) / 'python3', *ids):
+            return str(Path(directory) / 'python3'), run_as
+    logger.warning('the sandbox user (%s) cannot run %s nor a system python3; the sandbox runs as root', run_as, python)
+    return python, RunAs()
+
+
+def _usable_in_sandbox(python: str, run_as: RunAs) -> bool:
+    """Whether the sandbox's user can import the standard library of ``python`` in a sandbox (tried once)."""
+    key = (python, run_as)
+    if key not in _usable:
+        try:
+            result = run_in_sandbox('import decimal', SandboxLimits(wall_seconds=30), python=python, run_as=run_as)
+        except (OSError, RuntimeError):
+            _usable[key] = False
+        else:
+            _usable[key] = result.ok and {'readonly', 'tmp'} <= set(result.isolation)
+    return _usable[key]
 
 
 class SandboxSession:
@@ -165,27 +232,38 @@ class SandboxSession:
     Args:
         limits: The limits of every cell.
         python: The interpreter to run.
-        ids: ``(uid, gid)`` to run as (root only), from :func:`choose_identity`.
+        run_as: Who the code runs as.
+        network: Whether the code may use the network.
+        answer: The answer convention, if any.
+        namespaces: Use the kernel's namespaces where it allows (``False`` only to test the fallback).
 
     Raises:
         RuntimeError: The worker did not start.
     """
 
-    def __init__(self, limits: SandboxLimits, *, python: str = sys.executable, ids: tuple[int, int] | None = None):
+    def __init__(
+        self,
+        limits: SandboxLimits,
+        *,
+        python: str = sys.executable,
+        run_as: RunAs = RunAs(),
+        network: bool = False,
+        answer: AnswerConvention | None = None,
+        namespaces: bool = True,
+    ):
         self.limits = limits
-        self._child = _Child.spawn(SESSION_PROGRAM, python, ids)
+        request = {'mode': 'session', 'namespaces': namespaces}
+        self._child = _Child.spawn(request, limits, python, run_as, network, answer)
         self._finalizer = weakref.finalize(self, self._child.shut_down)  # also runs at interpreter exit
-        config = {'limits': limits.as_request(), 'result_fd': self._child.result_fd_number}
         captures = _Captures(limits)
         with contextlib.suppress(OSError):
-            self._child.send(config)
-            self._child.read(captures, time.monotonic() + _STARTUP_TIMEOUT, until_message=True)
-        ready = captures.messages()
-        if not ready or 'ready' not in ready[0]:
+            self._child.read(captures, time.monotonic() + _STARTUP_TIMEOUT, until='ready')
+        if captures.ready is None:
             self.close()
             detail = captures.stderr.text(limits.max_output_chars).strip()
             raise RuntimeError(f'the Python session did not start: {detail or "no reply"}')
-        self._child.worker_pid = ready[0]['ready']
+        self.isolation = captures.isolation
+        """The protections of :data:`ISOLATION` the session has."""
 
     @property
     def pid(self) -> int:
@@ -197,29 +275,37 @@ class SandboxSession:
         """Whether the worker can run another cell."""
         return self._finalizer.alive and self._child.process.poll() is None
 
-    def execute(self, code: str) -> SandboxResult:
+    def execute(self, code: str, wall_seconds: float | None = None) -> SandboxResult:
         """Run one cell; on timeout or crash the session stops and the result says why.
+
+        Args:
+            code: The cell.
+            wall_seconds: This cell's wall-clock limit; ``None``: the session's.
 
         Raises:
             RuntimeError: The session is not alive.
         """
         if not self.alive:
             raise RuntimeError('the Python session has stopped')
-        captures = _Captures(self.limits)
-        deadline = time.monotonic() + self.limits.wall_seconds
+        limits = self.limits
+        if wall_seconds is not None:
+            limits = replace(limits, wall_seconds=wall_seconds)
+        cell = secrets.token_hex(8)  # a stale or forged outcome of another cell is not taken for this one's
+        captures = _Captures(limits, isolation=self.isolation, cell=cell)
+        deadline = time.monotonic() + limits.wall_seconds
         try:
-            self._child.send({'code': code})
-            answered = self._child.read(captures, deadline, until_message=True)
+            self._child.send({'code': code, 'cell': cell})
+            answered = self._child.read(captures, deadline, until='ok')
         except OSError:
             answered = False
-        if answered and 'ok' in captures.messages()[-1]:
+        if answered:
             self._child.drain(captures)
-            return captures.result(self.limits, backstop_hit=False)
+            return captures.result(limits, backstop_hit=False)
         timed_out = time.monotonic() >= deadline
-        self._child.kill_worker()
-        self._child.read(captures, time.monotonic() + _BACKSTOP_GRACE, until_eof=True)  # the supervisor's report
+        self._child.end_run()
+        self._child.read(captures, time.monotonic() + _BACKSTOP_GRACE)  # the supervisor's report, if any
         self.close()
-        return captures.result(self.limits, backstop_hit=timed_out)
+        return captures.result(limits, backstop_hit=timed_out)
 
     def close(self) -> None:
         """Stop the worker and every process it started, and delete the scratch directory (idempotent)."""
@@ -251,29 +337,55 @@ class _Capture:
 
 
 class _Captures:
-    """What one run sent on stdout, stderr and the result pipe."""
+    """What one run sent on stdout and stderr, and the messages of the result pipe that matter.
 
-    def __init__(self, limits: SandboxLimits):
+    Of each kind of message the first is kept where only the sandbox's own
+    processes send it before any code runs (``isolation``, ``ready``), the last
+    where it ends a cell or a run (``ok``, ``timed_out``): code that writes to
+    the result pipe can only add messages in between. A session's cell outcome
+    counts only with the cell's id.
+    """
+
+    def __init__(self, limits: SandboxLimits, isolation: tuple[str, ...] | None = None, cell: str | None = None):
         byte_limit = limits.max_output_chars * 4  # UTF-8: at most 4 bytes a character
         self.stdout = _Capture(byte_limit)
         self.stderr = _Capture(byte_limit)
-        self.results = _Capture(byte_limit * 2 + 65536)
+        self.isolation = isolation
+        self.ready: int | None = None
+        self.outcome: dict[str, Any] = {}
+        self.report: dict[str, Any] = {}
+        self._cell = cell
+        self._partial = bytearray()
 
-    def messages(self) -> list[dict[str, Any]]:
-        found = []
-        for line in self.results.data.decode('utf-8', errors='replace').splitlines():
-            with contextlib.suppress(json.JSONDecodeError):
-                found.append(json.loads(line))
-        return found
+    def feed_results(self, chunk: bytes) -> set[str]:
+        """Take bytes of the result pipe; return the kinds of the whole messages they completed."""
+        self._partial += chunk
+        *lines, rest = self._partial.split(b'\n')
+        self._partial = bytearray(rest if len(rest) <= _MESSAGE_BYTES else b'')
+        kinds = set()
+        for line in lines:
+            try:
+                message = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(message, dict):
+                continue
+            if 'isolation' in message and self.isolation is None:
+                self.isolation = tuple(message['isolation'])
+                _warn_about_missing(message.get('missing') or {})
+            elif 'ready' in message and self.ready is None:
+                self.ready = message['ready']
+            elif 'ok' in message:
+                if message.get('cell') != self._cell:
+                    continue
+                self.outcome = message
+            elif 'timed_out' in message:
+                self.report = message
+            kinds.update(message)
+        return kinds
 
     def result(self, limits: SandboxLimits, *, backstop_hit: bool) -> SandboxResult:
-        outcome: dict[str, Any] = {}
-        report: dict[str, Any] = {}
-        for message in self.messages():
-            if 'ok' in message:
-                outcome = message
-            elif 'timed_out' in message:
-                report = message
+        outcome, report = self.outcome, self.report
         stderr = self.stderr.text(limits.max_output_chars)
         error = outcome.get('error')
         if not outcome and not report and not backstop_hit:
@@ -287,65 +399,91 @@ class _Captures:
             timed_out=bool(report.get('timed_out')) or backstop_hit,
             signal=report.get('signal'),
             exit_code=None if outcome else report.get('exit_code'),
+            isolation=self.isolation or (),
         )
 
 
 class _Child:
-    """A supervisor process with its pipes and scratch directory."""
+    """A supervisor process with its pipes, scratch directory and uid lease."""
 
-    def __init__(self, process: subprocess.Popen, result_read: int, result_fd_number: int, scratch: Path):
+    def __init__(self, process: subprocess.Popen, result_read: int, scratch: Path, lease: UidLease | None):
         self.process = process
-        self.result_read = result_read
-        self.result_fd_number = result_fd_number
         self.scratch = scratch
+        self.lease = lease
         self._open = {'stdout': process.stdout.fileno(), 'stderr': process.stderr.fileno(), 'results': result_read}
-        self._pending = b''
+        self._result_read = result_read
         self._lock = threading.Lock()
         self._stopped = False
-        self.worker_pid: int | None = None
-        """The session worker's pid (sessions only), once it said it is ready."""
 
     @classmethod
-    def spawn(cls, program: str, python: str, ids: tuple[int, int] | None) -> _Child:
-        scratch = Path(tempfile.mkdtemp(prefix='lagent-sandbox-'))
+    def spawn(
+        cls,
+        request: dict[str, Any],
+        limits: SandboxLimits,
+        python: str,
+        run_as: RunAs,
+        network: bool,
+        answer: AnswerConvention | None,
+    ) -> _Child:
+        lease = lease_session_uid() if run_as.per_session else None
+        ids = (lease.uid, lease.uid) if lease is not None else run_as.ids
+        scratch = Path(tempfile.mkdtemp(prefix='lagent-sandbox-'))  # the working directory without namespaces
         result_read, result_write = os.pipe()
         try:
             if ids is not None:
                 os.chown(scratch, *ids)
-            env = {'PATH': _SAFE_PATH, 'HOME': str(scratch), 'TMPDIR': str(scratch)}
-            env.update(LANG='C.UTF-8', LC_ALL='C.UTF-8')
-            user_options = {} if ids is None else {'user': ids[0], 'group': ids[1], 'extra_groups': []}
+            config = {
+                **request,
+                'limits': limits.as_request(),
+                'result_fd': result_write,
+                'ids': ids,
+                'unique_uid': lease is not None,
+                'keep_root': os.geteuid() == 0 and ids is None,
+                'network': network,
+                'scratch': str(scratch),
+                'answer': None if answer is None else {'expr': answer.expr, 'symbol': answer.symbol},
+            }
             process = subprocess.Popen(
-                [python, '-I', '-u', '-X', 'utf8', '-c', program],
+                [python, '-I', '-u', '-X', 'utf8', '-c', PROGRAM],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 cwd=scratch,
-                env=env,
+                env={
+                    'PATH': SAFE_PATH,
+                    'HOME': str(scratch),
+                    'TMPDIR': str(scratch),
+                    'LANG': 'C.UTF-8',
+                    'LC_ALL': 'C.UTF-8',
+                },
                 pass_fds=(result_write,),
                 start_new_session=True,
-                **user_options,
             )
         except BaseException:
             os.close(result_read)
             _remove_tree(scratch)
+            if lease is not None:
+                lease.release()
             raise
         finally:
             os.close(result_write)
         for fd in (process.stdout.fileno(), process.stderr.fileno(), result_read):
             os.set_blocking(fd, False)
-        return cls(process, result_read, result_write, scratch)
+        child = cls(process, result_read, scratch, lease)
+        with contextlib.suppress(BrokenPipeError):
+            child.send(config)
+        if request['mode'] == 'cell':
+            with contextlib.suppress(OSError):
+                process.stdin.close()
+        return child
 
     def send(self, message: dict[str, Any]) -> None:
         self.process.stdin.write((json.dumps(message) + '\n').encode())
         self.process.stdin.flush()
 
-    def read(
-        self, captures: _Captures, deadline: float, *, until_eof: bool = False, until_message: bool = False
-    ) -> bool:
-        """Read the pipes into ``captures`` until all close (``until_eof``) or a
-        whole new result message arrives (``until_message``); return ``False``
-        if ``deadline`` came first."""
+    def read(self, captures: _Captures, deadline: float, *, until: str | None = None) -> bool:
+        """Read the pipes into ``captures`` until a message with key ``until`` arrives,
+        or (``until=None``) until every pipe is closed; ``False`` if ``deadline`` came first."""
         selector = selectors.DefaultSelector()
         for name, fd in self._open.items():
             selector.register(fd, selectors.EVENT_READ, name)
@@ -355,46 +493,42 @@ class _Child:
                 if remaining <= 0:
                     return False
                 for key, _ in selector.select(remaining):
-                    if not self._read_once(key.data, captures):
+                    kinds = self._read_once(key.data, captures)
+                    if kinds is None:
                         selector.unregister(key.fd)
-                    if until_message and key.data == 'results' and self._message_completed(captures):
+                    elif until is not None and until in kinds:
                         return True
-            return until_eof
+            return until is None
         finally:
             selector.close()
 
     def drain(self, captures: _Captures) -> None:
-        """Read what the pipes already hold, without waiting."""
+        """Read what stdout and stderr already hold, without waiting."""
         for name in ('stdout', 'stderr'):
             while name in self._open and self._read_once(name, captures):
                 pass
 
-    def _read_once(self, name: str, captures: _Captures) -> bool:
-        """Read one chunk from pipe ``name``; ``False`` at EOF or when it is empty."""
+    def _read_once(self, name: str, captures: _Captures) -> set[str] | None:
+        """Read one chunk from pipe ``name``: ``None`` at EOF, else the kinds of
+        result messages it completed (empty when the pipe was empty)."""
         try:
             chunk = os.read(self._open[name], 65536)
         except BlockingIOError:
-            return False
+            return set()
         if not chunk:
             del self._open[name]
-            return False
+            return None
         if name == 'results':
-            self._pending += chunk
+            return captures.feed_results(chunk)
         getattr(captures, name).feed(chunk)
-        return True
+        return {'output'}
 
-    def _message_completed(self, captures: _Captures) -> bool:
-        if b'\n' not in self._pending:
-            return False
-        self._pending = self._pending.rsplit(b'\n', 1)[1]
-        return True
-
-    def kill_worker(self) -> None:
-        """Kill the session worker; the supervisor then kills what it started and exits."""
-        # The worker is the supervisor's child: while the supervisor runs, its pid cannot be reused.
-        if self.worker_pid is not None and self.process.poll() is None:
+    def end_run(self) -> None:
+        """End a session's run now: on SIGTERM the supervisor kills the namespace's init (and
+        with it every process of the run) or, without namespaces, the worker and what it left."""
+        if self.process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(self.worker_pid, signal.SIGKILL)
+                self.process.send_signal(signal.SIGTERM)
 
     def shut_down(self) -> None:
         """End a session: EOF on stdin ends an idle worker; a busy one is killed;
@@ -405,13 +539,14 @@ class _Child:
             try:
                 self.process.wait(timeout=1)
             except subprocess.TimeoutExpired:
-                self.kill_worker()
+                self.end_run()
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     self.process.wait(timeout=_BACKSTOP_GRACE)
         self.stop()
 
     def stop(self) -> None:
-        """Kill what is left of the child, close the pipes and delete the scratch directory (idempotent)."""
+        """Kill what is left of the child, close the pipes, delete the scratch directory
+        and give the uid back (idempotent)."""
         with self._lock:
             if self._stopped:
                 return
@@ -424,28 +559,26 @@ class _Child:
             with contextlib.suppress(OSError):
                 stream.close()
         with contextlib.suppress(OSError):
-            os.close(self.result_read)
+            os.close(self._result_read)
         _remove_tree(self.scratch)
+        if self.lease is not None:
+            self.lease.release()
 
 
-def _executable_by(path: Path, uid: int, gid: int) -> bool:
-    """Whether user ``uid`` (group ``gid``) can search every directory to ``path`` and execute it."""
-    try:
-        resolved = path.resolve(strict=True)
-    except OSError:
-        return False
-    directories = {*Path(os.path.abspath(path)).parents, *resolved.parents}  # the link's and the target's
-    return all(_permits(directory.stat(), uid, gid) for directory in directories) and _permits(
-        resolved.stat(), uid, gid
-    )
-
-
-def _permits(info: os.stat_result, uid: int, gid: int) -> bool:
-    if info.st_uid == uid:
-        return bool(info.st_mode & stat.S_IXUSR)
-    if info.st_gid == gid:
-        return bool(info.st_mode & stat.S_IXGRP)
-    return bool(info.st_mode & stat.S_IXOTH)
+def _warn_about_missing(missing: dict[str, str]) -> None:
+    """Log, once per process and set of missing protections, what the sandbox runs without and why."""
+    if not missing:
+        return
+    key = frozenset(missing)
+    with _warned_lock:
+        if key in _warned:
+            return
+        _warned.add(key)
+    by_reason: dict[str, list[str]] = {}
+    for name in sorted(missing, key=lambda name: list(ISOLATION).index(name) if name in ISOLATION else len(ISOLATION)):
+        by_reason.setdefault(missing[name], []).append(ISOLATION.get(name, name))
+    details = '; '.join(f'{", ".join(names)} ({reason})' for reason, names in by_reason.items())
+    logger.warning('the Python sandbox runs without %s. See the threat model in docs/tools.md', details)
 
 
 def _remove_tree(path: Path) -> None:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from lagent.agents._text import arguments_object, first_json_object, strip_fence
@@ -33,7 +33,7 @@ from lagent.agents.memory import AgentMemory
 from lagent.llms.base import BaseLLM
 from lagent.schema import ActionReturn, Message, Response
 
-__all__ = ['FunctionCallAgent']
+__all__ = ['FunctionCallAgent', 'text_tool_call', 'text_tool_result', 'text_tools_prompt']
 
 _TOOL_CALL = re.compile(r'<tool_call>(.*?)(?:</tool_call>|$)', re.S)
 
@@ -125,10 +125,7 @@ class FunctionCallAgent(BaseAgent):
     def _system_messages(self) -> list[Message]:
         if self.native or not self.executor.names:
             return super()._system_messages()
-        tools = '\n'.join(json.dumps(schema['function'], ensure_ascii=False) for schema in self.executor.tool_schemas())
-        prompt = _TEXT_TOOLS_PROMPT.format(tools=tools)
-        content = f'{self.system_prompt}\n\n{prompt}' if self.system_prompt else prompt
-        return [Message(role='system', content=content)]
+        return [Message(role='system', content=text_tools_prompt(self.system_prompt, self.executor.tool_schemas()))]
 
     def _model_request(self, turn: int) -> ModelRequest:
         conversation = self._conversation()
@@ -159,7 +156,39 @@ class FunctionCallAgent(BaseAgent):
     def _result_message(self, request: ToolRequest, result: ActionReturn, observation: str) -> Message:
         if self.native and request.call is not None:
             return Message(role='tool', tool_call_id=request.call.id, content=observation)
-        return Message(role='user', content=f'<tool_response>\n{observation}\n</tool_response>')
+        return Message(role='user', content=text_tool_result(observation))
+
+
+# ---------------------------------------------------------------------- the text protocol
+
+
+def text_tools_prompt(system_prompt: str | None, tool_schemas: Sequence[Mapping[str, Any]]) -> str:
+    """The system prompt of the text path: the instructions, then the tools and how to call them.
+
+    Args:
+        system_prompt: Instructions that come first (``None`` or ``''``: none).
+        tool_schemas: Tools in the OpenAI format (``{"type": "function", "function": {...}}``).
+    """
+    tools = '\n'.join(json.dumps(schema['function'], ensure_ascii=False) for schema in tool_schemas)
+    prompt = _TEXT_TOOLS_PROMPT.format(tools=tools)
+    return f'{system_prompt}\n\n{prompt}' if system_prompt else prompt
+
+
+def text_tool_call(name: str, arguments: str | Mapping[str, Any]) -> str:
+    """A tool call written the way the text path asks the model to write one.
+
+    Args:
+        name: The tool's name.
+        arguments: The arguments, as an object or as the JSON text of a native call
+            (JSON that does not decode to an object is kept as a string).
+    """
+    value = arguments_object(arguments) if isinstance(arguments, str) else dict(arguments)
+    return f'<tool_call>\n{json.dumps({"name": name, "arguments": value}, ensure_ascii=False)}\n</tool_call>'
+
+
+def text_tool_result(observation: str) -> str:
+    """A tool's result as the text path shows it to the model (in a user message)."""
+    return f'<tool_response>\n{observation}\n</tool_response>'
 
 
 def _normalize_tool_choice(choice: str | Mapping[str, Any], names: list[str]) -> str | dict[str, Any]:

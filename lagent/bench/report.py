@@ -126,8 +126,9 @@ def _histogram(axis: Any, values: list[float], title: str, unit: str) -> None:
 
 
 @contextmanager
-def progress_bar(total: int, *, enabled: bool = True) -> Iterator[Callable[[RequestRecord], None]]:
-    """Yield a callback that advances a tqdm bar on stderr by one finished request.
+def progress_bar(total: int, *, enabled: bool = True, unit: str = 'req') -> Iterator[Callable[[RequestRecord], None]]:
+    """Yield a callback that advances a tqdm bar on stderr by one finished request
+    (or anything else with an ``error`` attribute), counted in ``unit``.
 
     Without tqdm installed (or with ``enabled=False``) the callback does nothing.
     """
@@ -136,7 +137,7 @@ def progress_bar(total: int, *, enabled: bool = True) -> Iterator[Callable[[Requ
         return
     from tqdm import tqdm
 
-    with tqdm(total=total, unit='req', file=sys.stderr, dynamic_ncols=True) as bar:
+    with tqdm(total=total, unit=unit, file=sys.stderr, dynamic_ncols=True) as bar:
 
         def advance(record: RequestRecord) -> None:
             bar.update(1)

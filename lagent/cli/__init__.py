@@ -1,4 +1,5 @@
-"""The ``lagent`` command: ``chat``, ``agent`` and ``bench`` on any engine.
+"""The ``lagent`` command: ``chat``, ``agent``, ``bench``, ``batch`` and ``serve`` on any engine,
+and ``export-sft`` for training data.
 
 Every command builds its engine the same way: ``--config FILE`` (see
 :func:`lagent.llms.config.build_llm`) and/or ``--backend`` with ``--model``,
@@ -8,7 +9,8 @@ Every command builds its engine the same way: ``--config FILE`` (see
 
 Each subcommand is a module of this package with an ``add_parser(commands,
 engine_options)`` function that adds it and sets its ``handler``; a new
-command is one module plus one entry in ``_COMMANDS``.
+command is one module plus one entry in ``_COMMANDS`` (the module name, with
+underscores where the command has dashes).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from lagent.errors import LLMError
 
 __all__ = ['build_parser', 'main']
 
-_COMMANDS = ('chat', 'agent', 'bench')
+_COMMANDS = ('chat', 'agent', 'bench', 'batch', 'serve', 'export_sft')
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -10,9 +10,7 @@ from typing import Any
 from lagent.cli._common import build_engine, note, positive_int, say
 from lagent.schema import ActionStatusCode, AgentStatusCode
 
-__all__ = ['TOOLS', 'add_parser', 'make_tools', 'run_agent', 'show_agent_event']
-
-TOOLS = ('calculator', 'python')
+__all__ = ['add_agent_options', 'add_parser', 'make_tools', 'run_agent', 'show_agent_event']
 
 
 def add_parser(commands: Any, engine: argparse.ArgumentParser) -> None:
@@ -23,14 +21,20 @@ def add_parser(commands: Any, engine: argparse.ArgumentParser) -> None:
         help='run the function-calling agent with tools',
         description='Run the function-calling agent on PROMPT and show each step as it happens.',
     )
-    agent.add_argument(
-        '--tools',
-        default='calculator,python',
-        help=f'comma-separated tools to give the agent, among {", ".join(TOOLS)} (default: %(default)s)',
-    )
-    agent.add_argument('--max-turn', type=positive_int, default=4, help='most model turns (default: %(default)s)')
+    add_agent_options(agent)
     agent.add_argument('prompt', metavar='PROMPT', help='the task for the agent')
     agent.set_defaults(handler=run_agent)
+
+
+def add_agent_options(parser: argparse.ArgumentParser) -> None:
+    """Add the options that configure the agent (also used by ``lagent batch``)."""
+    parser.add_argument(
+        '--tools',
+        default='calculator,python',
+        help='comma-separated tools to give the agent: calculator, python, or package.module:attribute '
+        '(default: %(default)s)',
+    )
+    parser.add_argument('--max-turn', type=positive_int, default=4, help='most model turns (default: %(default)s)')
 
 
 def run_agent(args: argparse.Namespace) -> int:
@@ -50,25 +54,14 @@ def run_agent(args: argparse.Namespace) -> int:
 
 
 def make_tools(names: str) -> list[Any]:
-    """Return the built-in tools named in a comma-separated list.
+    """Return the tools named in a comma-separated list (see :func:`lagent.actions.builtin.tools_by_name`).
 
     Raises:
         ValueError: An unknown tool name.
     """
-    chosen = [name.strip() for name in names.split(',') if name.strip()]
-    unknown = [name for name in chosen if name not in TOOLS]
-    if unknown:
-        raise ValueError(f'unknown tool {unknown[0]!r}; available: {", ".join(TOOLS)}')
-    tools: list[Any] = []
-    if 'calculator' in chosen:
-        from lagent.actions.calculator import Calculator
+    from lagent.actions.builtin import tools_by_name
 
-        tools.append(Calculator())
-    if 'python' in chosen:
-        from lagent.actions.python_interpreter import PythonInterpreter
-
-        tools.append(PythonInterpreter())
-    return tools
+    return tools_by_name(name.strip() for name in names.split(',') if name.strip())
 
 
 def show_agent_event(event: Any, streamed: bool) -> bool:

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from lagent.llms.lmdeploy_pipeline import LMDeployPipeline
     from lagent.llms.lmdeploy_server import LMDeployServer
     from lagent.llms.openai_compatible import GPTAPI, OpenAICompatible
+    from lagent.llms.router import Router
     from lagent.llms.scripted import ScriptedLLM
     from lagent.llms.triton import TritonClient
 
@@ -44,6 +45,7 @@ __all__ = [  # the engine classes are those of the registry (a test keeps the tw
     'LlamaCpp',
     'LlamaCppServer',
     'OpenAICompatible',
+    'Router',
     'ScriptedLLM',
     'StopFilter',
     'Stream',

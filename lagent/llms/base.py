@@ -16,10 +16,10 @@ engine's template and its declared capabilities. Optional hooks:
   ``native_batching``.
 
 Capabilities are class attributes (``accepts_messages``, ``native_tools``,
-``native_batching``, ``batch_concurrency``), never probed. Everything else
-lives here, once: parameter merging and validation, prompt rendering, stop
-words (one path for streams, whole answers and batches), cumulative text and
-status codes.
+``native_batching``, ``batch_concurrency``, ``accepts_images``), never probed.
+Everything else lives here, once: parameter merging and validation, prompt
+rendering, stop words (one path for streams, whole answers and batches),
+cumulative text and status codes.
 
 Which request ``chat`` makes:
 
@@ -30,6 +30,14 @@ Which request ``chat`` makes:
 * with neither, engines that ``accepts_messages`` get the messages (the model's
   own template applies, and native ``tools`` go there); other engines get the
   message contents joined by newlines.
+
+Images (``image_url`` content parts, see :mod:`lagent.images`) reach only an
+engine that declares it takes them on the request's path (``accepts_images``);
+anywhere else they raise :class:`~lagent.images.ImageError` naming the part.
+With messages, local files become ``data:`` URIs here and every ``data:`` image
+is checked against the engine's :class:`~lagent.images.ImagePolicy`; with a
+rendered prompt, each image becomes the template's ``image_placeholder`` (or
+the engine's own) and travels in ``request.images``.
 """
 
 from __future__ import annotations
@@ -43,6 +51,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, TypeVar, Union, cast
 
+from lagent.images import ImageError, ImagePolicy, ImageRef, find_images, inline_images
+from lagent.llms._threads import stream_threads
 from lagent.llms.streaming import AsyncStream, ChunkAccumulator, StopFilter, Stream
 from lagent.prompts import ChatTemplate, MetaTemplate, get_template, join_contents, normalize_messages
 from lagent.schema import Chunk, GenerationParams, Message, MessageLike, ModelStatusCode, Response
@@ -72,6 +82,9 @@ class LLMRequest:
     already rendered into ``prompt`` by a chat template (then shown for information)."""
     tool_choice: str | dict[str, Any] | None = None
     """``'auto'``, ``'none'``, ``'required'`` or a forced function (messages only)."""
+    images: tuple[ImageRef, ...] = ()
+    """With ``prompt``: the conversation's images, one for each image placeholder in
+    the prompt, in order (engines load them with :func:`lagent.images.load_image`)."""
 
 
 class BaseLLM:
@@ -90,6 +103,8 @@ class BaseLLM:
         repetition_penalty: Penalty on repeated tokens (``1.0``: none).
         stop_words: Strings that end a reply; defaults to the stop words of a
             named template.
+        image_policy: Limits on images, and whether lagent may fetch URLs and read
+            local files for them (default: ``ImagePolicy()``, see :mod:`lagent.images`).
         **gen_params: Further :class:`~lagent.schema.GenerationParams` fields
             (``min_new_tokens``, ``seed``, ``ignore_eos``, ``skip_special_tokens``, ``timeout``...).
 
@@ -105,6 +120,12 @@ class BaseLLM:
     """The engine generates a batch together, through :meth:`_answer_batch`."""
     batch_concurrency: ClassVar[int] = 1
     """Without native batching, how many requests of a batch run at once (1: one after another)."""
+    accepts_images: frozenset[str] = frozenset()
+    """Where the hook takes images: ``'messages'`` (``image_url`` parts in ``request.messages``)
+    and/or ``'prompt'`` (``request.images``, placed by placeholders in ``request.prompt``).
+    An engine may set it per instance (a model that reads images or not)."""
+    image_placeholder: ClassVar[str | None] = None
+    """The engine's own image marker in a rendered prompt, used instead of the template's."""
 
     def __init__(
         self,
@@ -118,9 +139,12 @@ class BaseLLM:
         temperature: float = 0.8,
         repetition_penalty: float = 1.0,
         stop_words: str | Sequence[str] | None = None,
+        image_policy: ImagePolicy | None = None,
         **gen_params: Any,
     ):
         self.path = path
+        self.image_policy = image_policy or ImagePolicy()
+        """What lagent may do with the images of a conversation sent to this engine."""
         self._warned_untemplated = False
         self.template: MetaTemplate | ChatTemplate | None = None
         template_stop_words: tuple[str, ...] = ()
@@ -250,6 +274,8 @@ class BaseLLM:
         Raises:
             ValueError: The inputs are malformed, or ``tools`` were given where
                 this engine and template cannot carry them.
+            ImageError: An image this engine cannot take, or a bad, unreadable or
+                disallowed image (the message names the part).
         """
         tool_list = _check_tools(tools)
         choice = dict(tool_choice) if isinstance(tool_choice, Mapping) else tool_choice
@@ -257,20 +283,26 @@ class BaseLLM:
             if tool_list:
                 raise ValueError('tools need a conversation (a list of messages), not a raw prompt')
             return LLMRequest(prompt=inputs)
+        images = tuple(find_images(inputs))
         template = self.template
         if isinstance(template, MetaTemplate) and template.is_api_template:
-            return self._messages_request(template.to_api_messages(inputs), tool_list, choice)
+            return self._messages_request(template.to_api_messages(inputs), tool_list, choice, images)
         if isinstance(template, MetaTemplate):
             if tool_list:
                 raise ValueError('a meta_template cannot render tools; use a chat_template or a chat endpoint')
-            return LLMRequest(prompt=template.render(inputs))
+            self._check_images('prompt', images)
+            prompt = template.render(inputs, image_placeholder=self.image_placeholder)
+            return LLMRequest(prompt=prompt, images=images)
         if isinstance(template, ChatTemplate):
-            return LLMRequest(prompt=template.render(inputs, tools=tool_list), tools=tool_list)
+            self._check_images('prompt', images)
+            prompt = template.render(inputs, tools=tool_list, image_placeholder=self.image_placeholder)
+            return LLMRequest(prompt=prompt, tools=tool_list, images=images)
         if self.accepts_messages:
             items = cast('list[Message]', normalize_messages(inputs, allow_strings=False))
-            return self._messages_request([item.to_openai() for item in items], tool_list, choice)
+            return self._messages_request([item.to_openai() for item in items], tool_list, choice, images)
         if tool_list:
             raise ValueError(f'{type(self).__name__} has no native tools; give it a chat_template that renders them')
+        self._check_images('prompt', images)
         if not self._warned_untemplated:
             self._warned_untemplated = True
             warnings.warn(
@@ -282,7 +314,11 @@ class BaseLLM:
         return LLMRequest(prompt=join_contents(inputs))
 
     def _messages_request(
-        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None, tool_choice: Any
+        self,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None,
+        tool_choice: Any,
+        images: tuple[ImageRef, ...] = (),
     ) -> LLMRequest:
         if not self.accepts_messages:
             raise ValueError(
@@ -290,7 +326,23 @@ class BaseLLM:
             )
         if tools and not self.native_tools:
             raise ValueError(f'{type(self).__name__} has no native tools')
+        if images:
+            self._check_images('messages', images)
+            messages = inline_images(messages, self.image_policy)
         return LLMRequest(messages=messages, tools=tools, tool_choice=tool_choice if tools else None)
+
+    def _check_images(self, path: str, images: tuple[ImageRef, ...]) -> None:
+        """Raise :class:`~lagent.images.ImageError` unless the engine takes images on ``path``."""
+        if not images or path in self.accepts_images:
+            return
+        name = type(self).__name__
+        if not self.accepts_images:
+            raise ImageError(f'{images[0].describe()}: {name} does not take images')
+        if path == 'prompt':
+            how = 'with messages: leave out the template so the messages go to the engine as they are'
+        else:
+            how = 'with a rendered prompt: give it a template with an image placeholder'
+        raise ImageError(f'{images[0].describe()}: {name} takes images {how}')
 
     def _open(self, request: LLMRequest, params: GenerationParams) -> Iterator[Chunk]:
         return _filter_reply(self._stream(request, params), params.stop_words)
@@ -629,8 +681,7 @@ async def iterate_in_thread(factory: Callable[[], Iterator[T]]) -> AsyncIterator
         else:
             send(_END)
 
-    worker = threading.Thread(target=work, name='lagent-stream', daemon=True)
-    worker.start()
+    stream_threads.submit(work)
     try:
         while True:
             item, error = await queue.get()

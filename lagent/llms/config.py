@@ -12,7 +12,9 @@ the way OpenCompass and AISBench model configs do::
 your own: ``'my_engines:EchoLLM'``). Engine modules are imported only when
 built, so the registry costs nothing at ``import lagent``. Keys the engine
 does not take are rejected by name before it is constructed (a server engine
-would otherwise start a child process first).
+would otherwise start a child process first). A config without a template gets
+the one of its model's family where the engine needs it (see
+:mod:`lagent.llms.model_defaults`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any
 
 from lagent._optional import import_optional
 from lagent.llms.base import BaseLLM
+from lagent.llms.model_defaults import with_model_defaults
 from lagent.llms.registry import ENGINES, EngineSpec, engine_names, register_llm, resolve_engine
 from lagent.schema import GenerationParams
 
@@ -65,7 +68,7 @@ def build_llm(config: LLMConfig | str | os.PathLike[str]) -> BaseLLM:
         raise ValueError(f"an LLM config needs a 'type' (one of: {', '.join(engine_names())})")
     engine = resolve_engine(values.pop('type'))
     check_config_keys(engine, values)
-    return engine(**values)
+    return engine(**with_model_defaults(engine, values))
 
 
 def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -6,6 +6,12 @@ tokenizer's own chat template unless a ``meta_template`` or ``chat_template``
 is given. Streaming runs ``generate`` in a worker thread that feeds a
 ``TextIteratorStreamer``; closing the stream stops that thread at the next
 token. A list of prompts is generated as one left-padded batch.
+
+A vision-language model (its config has a ``vision_config``) is loaded with
+its ``AutoProcessor`` and takes images: the processor renders the messages
+(or lagent's template puts its image placeholder in the prompt) and turns the
+images, read by lagent within the engine's image policy, into the pixel
+values the model sees.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from typing import Any
 
 from lagent._optional import import_optional
 from lagent.errors import EngineUnavailableError, LLMError
+from lagent.images import IMAGE_PART_TYPE, ImageRef, find_images, load_image
 from lagent.llms import results
 from lagent.llms.base import BaseLLM, LLMRequest
 from lagent.prompts import ChatTemplate
@@ -37,7 +44,7 @@ class HFTransformer(BaseLLM):
 
     Args:
         path: A model directory (or hub-style name already in the local cache),
-            or a ``.gguf`` file.
+            or a ``.gguf`` file. A vision-language model is loaded with its processor.
         meta_template: Role dicts (or a registered name) to render conversations;
             without one (and without ``chat_template``) the tokenizer's chat
             template applies.
@@ -78,9 +85,15 @@ class HFTransformer(BaseLLM):
         options: dict[str, Any] = dict(trust_remote_code=trust_remote_code)
         if gguf_file is not None:
             options['gguf_file'] = gguf_file
-        tokenizer = transformers.AutoTokenizer.from_pretrained(source, **options)
-        model = transformers.AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, **options)
-        self._attach(torch, transformers, model, tokenizer, device)
+        processor = None
+        if gguf_file is None and _is_vision_model(transformers, source, options):
+            processor = transformers.AutoProcessor.from_pretrained(source, **options)
+            tokenizer = processor.tokenizer
+            model = transformers.AutoModelForImageTextToText.from_pretrained(source, dtype=torch_dtype, **options)
+        else:
+            tokenizer = transformers.AutoTokenizer.from_pretrained(source, **options)
+            model = transformers.AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, **options)
+        self._attach(torch, transformers, model, tokenizer, device, processor)
 
     @classmethod
     def from_loaded(
@@ -91,16 +104,18 @@ class HFTransformer(BaseLLM):
         *,
         chat_template: ChatTemplate | str | None = None,
         device: str = 'auto',
+        processor: Any = None,
         **gen_params: Any,
     ) -> HFTransformer:
         """Wrap a model and tokenizer that are already loaded (several engines may share them).
 
         Args:
-            model: A transformers causal language model.
-            tokenizer: Its tokenizer.
+            model: A transformers causal (or image-text-to-text) language model.
+            tokenizer: Its tokenizer (``None`` with a ``processor``: the processor's).
             meta_template: As for the constructor.
             chat_template: As for the constructor.
             device: Where the model runs (it is moved there): ``'auto'``, ``'cpu'`` or ``'cuda[:N]'``.
+            processor: The processor of a vision-language model; with one, the engine takes images.
             **gen_params: Generation defaults.
         """
         torch = import_optional('torch', package='torch', extra='hf', note=_TORCH_NOTE)
@@ -109,19 +124,35 @@ class HFTransformer(BaseLLM):
         BaseLLM.__init__(
             llm, getattr(model, 'name_or_path', None), meta_template, chat_template=chat_template, **gen_params
         )
-        llm._attach(torch, transformers, model, tokenizer, device)
+        if tokenizer is None and processor is not None:
+            tokenizer = processor.tokenizer
+        llm._attach(torch, transformers, model, tokenizer, device, processor)
         return llm
 
     # ------------------------------------------------------------------ hooks
 
     def _stream(self, request: LLMRequest, params: GenerationParams) -> Iterator[Chunk]:
         if request.prompt is not None:
-            return self._stream_text(request.prompt, params, add_special_tokens=True)
-        return self._stream_text(self._render(request.messages or []), params, add_special_tokens=False)
+            if request.images:
+                yield from self._stream_encoded(self._vision_inputs(request.prompt, request.images, True), params)
+            else:
+                yield from self._stream_text(request.prompt, params, add_special_tokens=True)
+            return
+        messages = request.messages or []
+        if self.processor is not None:
+            self._check_open()
+            text = self.processor.apply_chat_template(
+                _processor_messages(messages), add_generation_prompt=True, tokenize=False
+            )
+            yield from self._stream_encoded(self._vision_inputs(text, find_images(messages), False), params)
+        else:
+            yield from self._stream_text(self._render(messages), params, add_special_tokens=False)
 
     def _answer_batch(self, requests: list[LLMRequest], params: GenerationParams) -> list[list[Chunk]]:
-        """Generate every request in one left-padded batch."""
+        """Generate every request in one left-padded batch (one at a time for vision models)."""
         self._check_open()
+        if self.processor is not None:
+            return [list(self._stream(request, params)) for request in requests]
         if any(request.prompt is not None for request in requests):
             texts, add_special = [request.prompt or '' for request in requests], True
         else:
@@ -146,17 +177,23 @@ class HFTransformer(BaseLLM):
         return replies
 
     def close(self) -> None:
-        """Drop the model and tokenizer (freed once nothing else refers to them)."""
+        """Drop the model, tokenizer and processor (freed once nothing else refers to them)."""
         self.model = None
         self.tokenizer = None
+        self.processor = None
 
     # ------------------------------------------------------------------ helpers
 
-    def _attach(self, torch: Any, transformers: Any, model: Any, tokenizer: Any, device: str) -> None:
+    def _attach(
+        self, torch: Any, transformers: Any, model: Any, tokenizer: Any, device: str, processor: Any = None
+    ) -> None:
         self._torch = torch
         self._transformers = transformers
         self.device = _pick_device(torch, device)
         self.tokenizer = tokenizer
+        self.processor = processor
+        """The processor of a vision-language model (``None`` for a text model)."""
+        self.accepts_images = frozenset({'messages', 'prompt'}) if processor is not None else frozenset()
         self.model = model.to(self.device)
         self.model.eval()
         self._pad_token_id = _pad_token_id(tokenizer, model)
@@ -165,9 +202,22 @@ class HFTransformer(BaseLLM):
         self._check_open()
         return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
+    def _vision_inputs(self, text: str, images: Sequence[ImageRef], add_special_tokens: bool) -> Any:
+        """The processor's inputs (token ids and pixel values) for a prompt and its images."""
+        self._check_open()
+        pictures = [load_image(ref, self.image_policy) for ref in images]
+        with _engine_errors():
+            encoded = self.processor(
+                text=[text], images=pictures or None, return_tensors='pt', add_special_tokens=add_special_tokens
+            )
+        return encoded.to(self.device)
+
     def _stream_text(self, text: str, params: GenerationParams, *, add_special_tokens: bool) -> Iterator[Chunk]:
         self._check_open()
         encoded = self.tokenizer(text, return_tensors='pt', add_special_tokens=add_special_tokens).to(self.device)
+        yield from self._stream_encoded(encoded, params)
+
+    def _stream_encoded(self, encoded: Any, params: GenerationParams) -> Iterator[Chunk]:
         prompt_tokens = encoded['input_ids'].shape[1]
         streamer = self._transformers.TextIteratorStreamer(
             self.tokenizer, skip_prompt=True, skip_special_tokens=params.skip_special_tokens is not False
@@ -238,6 +288,28 @@ class _Progress:
     def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
         self.generated = input_ids.shape[1] - self.prompt_tokens
         return self._torch.full((input_ids.shape[0],), self.cancel.is_set(), dtype=self._torch.bool)
+
+
+def _is_vision_model(transformers: Any, source: str, options: dict[str, Any]) -> bool:
+    """Whether the model's config describes a vision-language model (it has a ``vision_config``)."""
+    try:
+        config = transformers.AutoConfig.from_pretrained(source, **options)
+    except (OSError, ValueError):
+        return False  # the model loader below reports the problem
+    return getattr(config, 'vision_config', None) is not None
+
+
+def _processor_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """OpenAI messages in the form processors' chat templates read: an image part is
+    ``{'type': 'image'}`` (the images themselves go to the processor apart)."""
+    result = []
+    for message in messages:
+        content = message.get('content')
+        if isinstance(content, list):
+            parts = [{'type': 'image'} if part.get('type') == IMAGE_PART_TYPE else part for part in content]
+            message = {**message, 'content': parts}
+        result.append(message)
+    return result
 
 
 def _split_gguf(path: Path, gguf_file: str | None) -> tuple[str, str | None]:

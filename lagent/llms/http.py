@@ -222,6 +222,16 @@ class HTTPTransport:
         """
         return self._call_json(self._prepare('POST', path, body, timeout, request_id))
 
+    def delete(self, path: str, *, timeout: float | None = None) -> Any:
+        """``DELETE`` a resource and return the decoded JSON answer.
+
+        Raises:
+            APIStatusError: The server answered with an error status (after retries).
+            LLMConnectionError: The server could not be reached (after retries).
+            StreamError: The body is not JSON.
+        """
+        return self._call_json(self._prepare('DELETE', path, None, timeout, None))
+
     def stream(
         self,
         path: str,
@@ -367,6 +377,10 @@ class HTTPTransport:
     ) -> Any:
         """Async twin of :meth:`post_json`."""
         return await self._acall_json(self._prepare('POST', path, body, timeout, request_id))
+
+    async def adelete(self, path: str, *, timeout: float | None = None) -> Any:
+        """Async twin of :meth:`delete`."""
+        return await self._acall_json(self._prepare('DELETE', path, None, timeout, None))
 
     def astream(
         self,

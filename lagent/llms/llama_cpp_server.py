@@ -102,6 +102,8 @@ class LlamaCppServer(ChildServerMixin, OpenAICompatible):
             for native tools (``None``: the GGUF's own chat template).
         api_key: A key the server requires and this client sends. Never logged.
         server_cfg: Further llama_cpp.server options by name (``{'n_batch': 256}``).
+            Images are sent only to a server given a vision projector
+            (``{'clip_model_path': ...}`` with a vision ``chat_format``).
         ready_timeout: Seconds to wait for the server to load the model.
         log_path: File for the server's output (default: a temporary file).
         meta_template: Role dicts or a registered template name; with one, the
@@ -166,4 +168,8 @@ class LlamaCppServer(ChildServerMixin, OpenAICompatible):
             self.process.url, model_name=model_name, meta_template=meta_template, api_key=api_key, **gen_params
         )
         self.path = str(model)
+        # llama.cpp's server reads images only with a vision projector (and a vision chat format);
+        # without one it would answer as if the images were not there
+        if not (server_cfg or {}).get('clip_model_path'):
+            self.accepts_images = frozenset()
         self._start_server()

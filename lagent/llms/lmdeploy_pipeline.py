@@ -13,10 +13,13 @@ How the lagent contract maps onto lmdeploy:
   their own, aborted when the stream is closed early; batches use ``infer``;
 * the async methods drive the engine's own async API (``preprocess`` +
   ``generate`` from lmdeploy 0.16, ``generate`` before) on the pipeline's event
-  loop, so no worker thread waits on a blocking iterator.
+  loop, so no worker thread waits on a blocking iterator;
+* images (vision-language models) go in lmdeploy's VL input format, read and
+  checked by lagent first (see :func:`pipeline_inputs`).
 
-The translation of settings into lmdeploy's config classes is done by the pure
-functions :func:`engine_config_fields` and :func:`generation_config_fields`.
+The translation of settings and requests into lmdeploy's inputs is done by
+the pure functions :func:`engine_config_fields`, :func:`generation_config_fields`
+and :func:`pipeline_inputs`.
 """
 
 from __future__ import annotations
@@ -31,12 +34,13 @@ from typing import Any
 
 from lagent._optional import import_optional
 from lagent.errors import EngineUnavailableError, LLMError
+from lagent.images import ImagePolicy, find_images, has_images, load_image
 from lagent.llms import results
 from lagent.llms.base import BaseLLM, LLMRequest
 from lagent.prompts import ChatTemplate
 from lagent.schema import Chunk, GenerationParams
 
-__all__ = ['LMDeployPipeline', 'engine_config_fields', 'generation_config_fields']
+__all__ = ['LMDeployPipeline', 'engine_config_fields', 'generation_config_fields', 'pipeline_inputs']
 
 logger = logging.getLogger(__name__)
 
@@ -141,6 +145,9 @@ class LMDeployPipeline(BaseLLM):
     """
 
     accepts_messages = True
+    accepts_images = frozenset({'messages', 'prompt'})
+    image_placeholder = '<IMAGE_TOKEN>'
+    """lmdeploy's own image marker: its vision models put each image's tokens there."""
     native_batching = True
 
     def __init__(
@@ -205,7 +212,7 @@ class LMDeployPipeline(BaseLLM):
     # ------------------------------------------------------------------ hooks
 
     def _stream(self, request: LLMRequest, params: GenerationParams) -> Iterator[Chunk]:
-        inputs, do_preprocess = _pipeline_inputs(request)
+        inputs, do_preprocess = pipeline_inputs(request, self.image_policy)
         pipe = self._pipe()
         session = pipe.session()
         gen_config = self._generation_config(params)
@@ -227,7 +234,10 @@ class LMDeployPipeline(BaseLLM):
             yield _final_chunk(last.finish_reason, last.input_token_len, last.generate_token_len)
 
     async def _astream(self, request: LLMRequest, params: GenerationParams) -> AsyncIterator[Chunk]:
-        inputs, do_preprocess = _pipeline_inputs(request)
+        if _has_images(request):  # reading images (maybe from the network) must not block the event loop
+            inputs, do_preprocess = await asyncio.to_thread(pipeline_inputs, request, self.image_policy)
+        else:
+            inputs, do_preprocess = pipeline_inputs(request)
         pipe = self._pipe()
         engine_loop = pipe.internal_thread.loop
         session = pipe.session()
@@ -266,7 +276,7 @@ class LMDeployPipeline(BaseLLM):
 
     def _answer_batch(self, requests: list[LLMRequest], params: GenerationParams) -> list[list[Chunk]]:
         """Answer a batch with one ``infer`` call (lmdeploy batches it on the GPU)."""
-        inputs = [_pipeline_inputs(request)[0] for request in requests]
+        inputs = [pipeline_inputs(request, self.image_policy)[0] for request in requests]
         do_preprocess = requests[0].prompt is None  # a batch is all prompts or all conversations
         with _engine_errors():
             outputs = self._pipe().infer(
@@ -359,11 +369,32 @@ def _whole_reply(output: Any) -> list[Chunk]:
     return [Chunk(output.text, final.finish_reason, final.usage)]
 
 
-def _pipeline_inputs(request: LLMRequest) -> tuple[Any, bool]:
-    """What lmdeploy's pipeline takes for a request, and whether it applies its chat template."""
+def pipeline_inputs(request: LLMRequest, policy: ImagePolicy | None = None) -> tuple[Any, bool]:
+    """What lmdeploy's pipeline takes for a request, and whether it applies its chat template.
+
+    Images are read here, within ``policy``, and handed to lmdeploy decoded
+    (lmdeploy fetches nothing itself): a prompt with images becomes lmdeploy's
+    ``(prompt, [images])`` pair, whose ``<IMAGE_TOKEN>`` markers say where
+    each image goes; an ``image_url`` part of a message becomes lmdeploy's
+    ``{'type': 'image_data', 'image_data': {'data': image}}``.
+
+    Raises:
+        ImageError: An image is unreadable, too large or not allowed.
+    """
     if request.prompt is not None:
+        if request.images:
+            return (request.prompt, [load_image(ref, policy) for ref in request.images]), False
         return request.prompt, False
-    return request.messages, True
+    messages = [dict(message) for message in request.messages or []]
+    for ref in find_images(messages):
+        parts = list(messages[ref.message_index]['content'])
+        parts[ref.part_index] = {'type': 'image_data', 'image_data': {'data': load_image(ref, policy)}}
+        messages[ref.message_index]['content'] = parts
+    return messages, True
+
+
+def _has_images(request: LLMRequest) -> bool:
+    return bool(request.images) or (request.messages is not None and has_images(request.messages))
 
 
 @contextmanager

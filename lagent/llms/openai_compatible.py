@@ -32,6 +32,8 @@ class OpenAICompatible(BaseLLM):
     ``tools``) go to ``/v1/chat/completions`` and the server applies the model's
     chat template. ``generate``/``chat``/``complete`` ask for the whole answer
     at once; ``stream*`` methods stream it (usage is requested for the last event).
+    Images go with the messages as ``image_url`` parts: local files as ``data:``
+    URIs, ``http(s)`` URLs as they are (the server fetches them).
 
     Args:
         url: The server's base URL, with or without ``/v1`` (``http://127.0.0.1:8000``).
@@ -57,6 +59,7 @@ class OpenAICompatible(BaseLLM):
 
     accepts_messages = True
     native_tools = True
+    accepts_images = frozenset({'messages'})
     batch_concurrency = 16
 
     def __init__(

@@ -136,6 +136,12 @@ ENGINES: list[EngineSpec] = [
         summary="`OpenAICompatible` with the original lagent's keywords",
     ),
     EngineSpec(
+        'router',
+        'lagent.llms.router:Router',
+        model_keyword=None,
+        summary='several engines as one: least-in-flight, failover, circuit breaker',
+    ),
+    EngineSpec(
         'scripted',
         'lagent.llms.scripted:ScriptedLLM',
         model_keyword=None,

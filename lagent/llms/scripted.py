@@ -40,6 +40,7 @@ class ScriptedLLM(BaseLLM):
 
     accepts_messages = True
     native_tools = True
+    accepts_images = frozenset({'messages'})
 
     def __init__(self, replies: Iterable[ScriptedReply], *, chunk_size: int | None = None, **kwargs: Any):
         super().__init__(path='scripted', **kwargs)

@@ -34,6 +34,7 @@ from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.visitor import NodeTransformer
 
+from lagent.images import content_text, has_images
 from lagent.prompts.gguf_metadata import read_gguf_metadata
 from lagent.prompts.meta_template import normalize_messages
 from lagent.schema import Message, MessageLike
@@ -277,6 +278,10 @@ class ChatTemplate:
             most engines add BOS themselves when tokenizing).
         eos_token: Value of ``eos_token`` in the template.
         context: Further variables for the template (e.g. ``enable_thinking``).
+        image_placeholder: Render each image part as this text, the contents
+            becoming plain strings (for templates that read strings only);
+            ``None``: list contents reach the template as they are, for
+            templates that place images themselves.
         render_timeout: Seconds one render may take.
         max_output: The longest string or list (in characters or items) a
             render may build, the prompt included.
@@ -292,16 +297,20 @@ class ChatTemplate:
         bos_token: str = '',
         eos_token: str = '',
         context: dict[str, Any] | None = None,
+        image_placeholder: str | None = None,
         render_timeout: float = _RENDER_TIMEOUT,
         max_output: int = _MAX_OUTPUT,
     ):
         if not isinstance(source, str) or not source.strip():
             raise ValueError('a chat template must be a non-empty string')
+        if image_placeholder is not None and (not isinstance(image_placeholder, str) or not image_placeholder):
+            raise ValueError('image_placeholder must be a non-empty string or None')
         if not (isinstance(render_timeout, (int, float)) and 0 < render_timeout < float('inf')):
             raise ValueError(f'render_timeout must be a positive number of seconds, got {render_timeout!r}')
         if isinstance(max_output, bool) or not isinstance(max_output, int) or max_output < 1:
             raise ValueError(f'max_output must be a positive integer, got {max_output!r}')
         self.source = source
+        self.image_placeholder = image_placeholder
         self.bos_token = bos_token
         self.eos_token = eos_token
         self.context = dict(context or {})
@@ -317,6 +326,17 @@ class ChatTemplate:
     def __repr__(self) -> str:
         first_line = self.source.strip().splitlines()[0]
         return f'ChatTemplate({first_line[:40]!r}...)'
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle by source (the compiled template cannot be pickled), so a template
+        travels to worker processes with the engine config that holds it."""
+        state = dict(self.__dict__)
+        del state['_template']
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._template = _environment().from_string(self.source)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str], **kwargs: Any) -> ChatTemplate:
@@ -364,6 +384,7 @@ class ChatTemplate:
         *,
         tools: Sequence[dict[str, Any]] | None = None,
         add_generation_prompt: bool = True,
+        image_placeholder: str | None = None,
         **context: Any,
     ) -> str:
         """Render a conversation into a prompt.
@@ -372,17 +393,20 @@ class ChatTemplate:
             messages: The conversation (dicts or :class:`Message` objects).
             tools: Tool schemas in the OpenAI function format, for templates that render tools.
             add_generation_prompt: Open the assistant's turn at the end.
+            image_placeholder: Render images as this text instead of the template's own ``image_placeholder``.
             **context: Extra template variables for this call.
 
         Raises:
             UnsafeTemplateError: The template tried to reach Python internals.
             ValueError: The template rejected the conversation (its own message is quoted).
+            ImageError: An image part is malformed.
         """
         items = cast('list[Message]', normalize_messages(messages, allow_strings=False))
+        placeholder = image_placeholder or self.image_placeholder
         variables = {
             **self.context,
             **context,
-            'messages': [_template_message(item) for item in items],
+            'messages': [_template_message(item, index, placeholder) for index, item in enumerate(items)],
             'tools': list(tools) if tools else None,
             'add_generation_prompt': add_generation_prompt,
             'bos_token': self.bos_token,
@@ -406,16 +430,54 @@ class ChatTemplate:
         except (RecursionError, MemoryError, OverflowError) as exc:
             raise TemplateLimitError(f'the chat template went past a limit: {type(exc).__name__}: {exc}') from None
         except (jinja2.TemplateError, TypeError, ValueError, ArithmeticError) as exc:  # e.g. str + list, 1 / 0
-            raise ValueError(f'chat template failed: {type(exc).__name__}: {exc}') from exc
+            hint = ''
+            if placeholder is None and has_images(items):
+                hint = ' (the conversation holds images: give the template an image_placeholder if it reads text only)'
+            raise ValueError(f'chat template failed: {type(exc).__name__}: {exc}{hint}') from exc
         finally:
             _BUDGET.reset(token)
 
 
-def _template_message(message: Message) -> dict[str, Any]:
-    """The message as an OpenAI dict; ``content`` is kept when null (templates test ``is none``)."""
+def _template_message(message: Message, index: int, image_placeholder: str | None) -> dict[str, Any]:
+    """The message as an OpenAI dict; ``content`` is kept when null (templates test ``is none``),
+    a list content becomes text when images have a placeholder, and tool-call arguments
+    are :class:`_Arguments`."""
     data = message.to_openai()
     data.setdefault('content', None)
+    if image_placeholder is not None and isinstance(message.content, list):
+        data['content'] = content_text(message.content, image_placeholder, message_index=index)
+    for call in data.get('tool_calls') or ():
+        call['function']['arguments'] = _Arguments.of(call['function']['arguments'])
     return data
+
+
+class _Arguments(dict):
+    """Tool-call arguments for a template, both ways templates read them: as an object
+    (``arguments | tojson``, ``arguments.items()``: Qwen, Llama 3.1, Mistral) and as the
+    JSON text the model wrote (``'...' + arguments``, ``{{ arguments }}``: DeepSeek)."""
+
+    text: str
+
+    @classmethod
+    def of(cls, text: str) -> Any:
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            return text
+        if not isinstance(value, dict):
+            return text
+        arguments = cls(value)
+        arguments.text = text
+        return arguments
+
+    def __str__(self) -> str:
+        return self.text
+
+    def __add__(self, other: Any) -> Any:
+        return self.text + other if isinstance(other, str) else NotImplemented
+
+    def __radd__(self, other: Any) -> Any:
+        return other + self.text if isinstance(other, str) else NotImplemented
 
 
 def _token_text(token: Any) -> str:

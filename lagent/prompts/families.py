@@ -293,3 +293,46 @@ register_template(
     patterns=[r'deepseek-?v3', r'deepseek-?r1'],
     reference='https://huggingface.co/deepseek-ai/DeepSeek-R1/blob/main/tokenizer_config.json',
 )
+
+# ---------------------------------------------------------------------- vision families
+# Their templates declare an image placeholder: an image part of a message becomes that text in the prompt
+# (the engine's processor then expands it into the image's tokens).
+
+# Qwen2-VL / Qwen2.5-VL instruct: ChatML; each image is `<|vision_start|><|image_pad|><|vision_end|>`. Like Qwen2.5,
+# the official template adds the default system prompt "You are a helpful assistant." when none is given (we do not).
+# https://huggingface.co/Qwen/Qwen2-VL-7B-Instruct/blob/main/chat_template.json
+register_template(
+    'qwen2-vl',
+    CHATML_META[:3],
+    stop_words=['<|im_end|>', '<|endoftext|>'],
+    patterns=[r'qwen2(\.5|_5)?[-_]?vl', r'qvq'],
+    reference='https://huggingface.co/Qwen/Qwen2-VL-7B-Instruct/blob/main/chat_template.json',
+    image_placeholder='<|vision_start|><|image_pad|><|vision_end|>',
+)
+
+# InternVL 2 / 2.5 chat: ChatML turns; an image is `<image>` in the question, which the model's own code expands
+# into `<img><IMG_CONTEXT>...</img>`. Its default system prompt (a Chinese self-introduction) is left to the caller.
+# https://huggingface.co/OpenGVLab/InternVL2_5-8B/blob/main/conversation.py
+register_template(
+    'internvl',
+    CHATML_META[:3],
+    stop_words=['<|im_end|>', '<|endoftext|>'],
+    patterns=[r'internvl'],
+    reference='https://huggingface.co/OpenGVLab/InternVL2_5-8B/blob/main/conversation.py',
+    image_placeholder='<image>',
+)
+
+# LLaVA 1.5 (llava-hf): `USER: <image>\n... ASSISTANT: ...`, the Vicuna v1 format with an `<image>` line per image.
+# https://huggingface.co/llava-hf/llava-1.5-7b-hf
+register_template(
+    'llava',
+    [
+        dict(role='system', begin='', end=' '),
+        dict(role='user', begin='USER: ', end=' '),
+        dict(role='assistant', begin='ASSISTANT:', end='</s>', generate=True),
+    ],
+    stop_words=['</s>'],
+    patterns=[r'llava[-_]?v?1[._]5', r'^llava$'],  # `llava`: the model_type of its config.json
+    reference='https://huggingface.co/llava-hf/llava-1.5-7b-hf',
+    image_placeholder='<image>\n',
+)

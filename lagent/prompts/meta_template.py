@@ -18,7 +18,9 @@ Rendering a conversation (see :meth:`MetaTemplate.render`):
   model continues it;
 * when the conversation ends with a message of another role, the assistant's
   ``begin`` is appended to open the reply;
-* bare strings in the conversation are copied into the prompt as they are.
+* bare strings in the conversation are copied into the prompt as they are;
+* an ``image_url`` content part becomes the template's ``image_placeholder``
+  (an image in a template without one raises :class:`~lagent.images.ImageError`).
 
 For chat APIs (:meth:`MetaTemplate.to_api_messages`) each role maps to its
 ``api_role``, and consecutive messages of the same API role are merged.
@@ -26,11 +28,13 @@ For chat APIs (:meth:`MetaTemplate.to_api_messages`) each role maps to its
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from lagent.images import content_text
 from lagent.schema import Message, MessageLike
 
 __all__ = ['MetaTemplate', 'RoleBegin', 'RoleSpec', 'join_contents', 'normalize_messages']
@@ -105,10 +109,14 @@ def normalize_messages(messages: Sequence[MessageLike], *, allow_strings: bool =
 
 
 def join_contents(messages: Sequence[MessageLike]) -> str:
-    """Render a conversation without a template: non-empty contents joined by newlines."""
+    """Render a conversation without a template: non-empty contents joined by newlines.
+
+    Raises:
+        ImageError: A message holds an image (there is no placeholder to put it in).
+    """
     parts = []
-    for item in normalize_messages(messages):
-        text = item if isinstance(item, str) else item.text
+    for index, item in enumerate(normalize_messages(messages)):
+        text = item if isinstance(item, str) else content_text(item.content, None, message_index=index)
         if text:
             parts.append(text)
     return '\n'.join(parts)
@@ -119,13 +127,18 @@ class MetaTemplate:
 
     Args:
         roles: The role dicts (or :class:`RoleSpec` objects).
+        image_placeholder: The text that stands for an image in a prompt of this
+            format (e.g. ``'<image>'``); ``None``: the format has no images.
 
     Raises:
         ValueError: The template is malformed: not a list, a role repeated,
             an unknown key, or a ``fallback_role`` that does not exist.
     """
 
-    def __init__(self, roles: Sequence[Mapping[str, Any] | RoleSpec]):
+    def __init__(self, roles: Sequence[Mapping[str, Any] | RoleSpec], *, image_placeholder: str | None = None):
+        if image_placeholder is not None and (not isinstance(image_placeholder, str) or not image_placeholder):
+            raise ValueError('image_placeholder must be a non-empty string or None')
+        self.image_placeholder = image_placeholder
         if isinstance(roles, (str, bytes, Mapping)) or not isinstance(roles, Sequence):
             raise ValueError(f'meta_template must be a list of role dicts, got {type(roles).__name__}')
         self.roles: dict[str, RoleSpec] = {}
@@ -175,12 +188,19 @@ class MetaTemplate:
             spec = self.roles[spec.fallback_role]
         return spec
 
-    def render(self, messages: Sequence[MessageLike]) -> str:
+    def render(self, messages: Sequence[MessageLike], *, image_placeholder: str | None = None) -> str:
         """Render a conversation into one prompt string.
+
+        Args:
+            messages: The conversation.
+            image_placeholder: Put this for each image instead of the template's own placeholder
+                (an engine whose own format marks images differently).
 
         Raises:
             ValueError: A message has an unknown role or carries native tool calls.
+            ImageError: A message holds an image and there is no placeholder for it.
         """
+        placeholder = image_placeholder or self.image_placeholder
         items = normalize_messages(messages)
         parts: list[str] = []
         last_index = len(items) - 1
@@ -195,7 +215,7 @@ class MetaTemplate:
                 )
             spec = self.role(item.role)
             parts.append(spec.begin_for(item.name))
-            parts.append(item.text)
+            parts.append(content_text(item.content, placeholder, message_index=index))
             is_last = index == last_index
             if is_last and spec.generate:
                 continue
@@ -235,7 +255,9 @@ class MetaTemplate:
 
 
 def _first_error(exc: ValidationError) -> str:
-    error = exc.errors()[0]
-    where = '.'.join(str(part) for part in error['loc'])
+    """The most specific problem: a list content that fails deep inside (an image part without
+    a url) says so, rather than that the content is not a string either."""
+    error = max(exc.errors(), key=lambda item: len(item['loc']))
+    where = '.'.join(str(part) for part in error['loc'] if not re.fullmatch(r'[\w-]+\[.*\]', str(part)))
     message = error['msg'].removeprefix('Value error, ')
     return f'{where}: {message}' if where else message

@@ -33,6 +33,8 @@ class TemplateSpec:
         patterns: Regular expressions matched (case-insensitively) against a
             model path or name by :func:`match_template`.
         reference: Where the format is defined officially.
+        image_placeholder: What stands for an image in the prompt (vision
+            families); ``None``: the format has no images.
     """
 
     name: str
@@ -40,10 +42,11 @@ class TemplateSpec:
     stop_words: tuple[str, ...] = ()
     patterns: tuple[str, ...] = ()
     reference: str = ''
+    image_placeholder: str | None = None
     meta_template: MetaTemplate = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, 'meta_template', MetaTemplate(self.roles))
+        object.__setattr__(self, 'meta_template', MetaTemplate(self.roles, image_placeholder=self.image_placeholder))
 
     def render(self, messages: Sequence[Any]) -> str:
         """Render a conversation with this template's meta_template."""
@@ -60,6 +63,7 @@ def register_template(
     stop_words: Sequence[str] = (),
     patterns: Sequence[str] = (),
     reference: str = '',
+    image_placeholder: str | None = None,
     override: bool = False,
 ) -> TemplateSpec:
     """Register a named template and return it.
@@ -70,6 +74,7 @@ def register_template(
         stop_words: Strings that end the model's turn.
         patterns: Regular expressions that recognise the family's model paths.
         reference: A link to the official definition of the format.
+        image_placeholder: What stands for an image in the prompt (vision families).
         override: Replace an existing template of that name.
 
     Raises:
@@ -92,6 +97,7 @@ def register_template(
         stop_words=tuple(stop_words),
         patterns=tuple(patterns),
         reference=reference,
+        image_placeholder=image_placeholder,
     )
     _REGISTRY[name] = spec
     return spec

@@ -1,7 +1,6 @@
-"""``PythonInterpreter``: notebook-cell semantics, and attacks contained within their limits.
+"""``PythonInterpreter``: notebook-cell semantics, the original lagent's conventions, and who the code runs as.
 
-Every attack must come back as an ``ActionReturn`` within its limit and leave
-no process behind.
+The attacks on the sandbox are in test_sandbox_attacks.py.
 """
 
 from __future__ import annotations
@@ -9,21 +8,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import pwd
-import re
-import shutil
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import pytest
 
 from lagent.actions import ActionExecutor, PythonInterpreter
-from lagent.actions._sandbox import choose_identity
+from lagent.actions._sandbox import SandboxLimits, choose_identity, run_in_sandbox
+from lagent.actions._sandbox_users import SESSION_UIDS, RunAs, lease_session_uid
+from lagent.actions.python_interpreter import visible_controls
 from lagent.schema import ActionStatusCode
-from tests.actions.processes import alive, processes_in_group
+from tests.actions.processes import processes_of_uid, processes_running, sleep_marker
 from tests.actions.results import failed, ok
+
+ROOT = os.geteuid() == 0
 
 
 @pytest.fixture(scope='module')
@@ -67,7 +65,7 @@ def test_exception_gives_the_traceback_tail_of_the_cell_only(interpreter: Python
     assert 'File "<cell>", line 4, in <module>' in errmsg
     assert 'File "<cell>", line 3, in f' in errmsg
     assert errmsg.endswith('ZeroDivisionError: division by zero')
-    assert 'run_cell' not in errmsg and 'CHILD_PROGRAM' not in errmsg
+    assert 'run_cell' not in errmsg and 'PROGRAM' not in errmsg
 
 
 def test_syntax_error(interpreter: PythonInterpreter):
@@ -87,227 +85,193 @@ def test_exiting_the_process(interpreter: PythonInterpreter):
 
 
 def test_every_call_is_fresh(interpreter: PythonInterpreter):
-    ok(interpreter.run('secret_value = 1'))
+    ok(interpreter.run('secret_value = 1\nopen("notes.txt", "w").write("x")'))
     assert failed(interpreter.run('secret_value')).endswith("NameError: name 'secret_value' is not defined")
+    assert failed(interpreter.run('open("notes.txt").read()')).endswith("No such file or directory: 'notes.txt'")
 
 
 def test_stdin_is_empty(interpreter: PythonInterpreter):
     assert failed(interpreter.run('input()')).endswith('EOFError: EOF when reading a line')
 
 
-def test_through_the_executor(interpreter: PythonInterpreter):
+def test_through_the_executor_with_the_original_argument_name(interpreter: PythonInterpreter):
     executor = ActionExecutor([interpreter], timeout=30)
     assert executor.names == ['PythonInterpreter']
-    result = executor.execute('PythonInterpreter', {'code': 'sum(range(10))'}, tool_call_id='c1')
+    assert list(executor.get('PythonInterpreter').parameters['properties']) == ['command']
+    result = executor.execute('PythonInterpreter', {'command': 'sum(range(10))'}, tool_call_id='c1')
     assert (result.type, result.args, result.tool_call_id, result.format_result()) == (
         'PythonInterpreter',
-        {'code': 'sum(range(10))'},
+        {'command': 'sum(range(10))'},
         'c1',
         '45',
     )
-    failure = executor.execute('PythonInterpreter', {'code': 'raise KeyError("k")'})
+    failure = executor.execute('PythonInterpreter', '{"command": "raise KeyError(\\"k\\")"}')
     assert (failure.type, failure.state) == ('PythonInterpreter', ActionStatusCode.API_ERROR)
     assert failure.errmsg.endswith("KeyError: 'k'")
 
 
-# --------------------------------------------------------------------------- attacks
-
-
-def test_infinite_loop_is_killed_at_the_wall_clock_limit():
-    started = time.monotonic()
-    errmsg = failed(PythonInterpreter(timeout=1).run('while True:\n    pass'))
-    assert time.monotonic() - started < 10  # generous: the machine may be busy; the code would run forever
-    assert errmsg == 'timed out after 1s (wall-clock limit); the process was killed'
-
-
-def test_sleeping_code_is_killed_too_and_keeps_its_output():
-    errmsg = failed(PythonInterpreter(timeout=1).run('import time\nprint("started")\ntime.sleep(60)'))
-    assert errmsg == 'started\ntimed out after 1s (wall-clock limit); the process was killed'
-
-
-def test_allocating_8_gb_fails_with_memory_error():
-    interpreter = PythonInterpreter(timeout=5, memory_mb=256)
-    assert failed(interpreter.run('block = bytearray(8 * 2**30)')).endswith('MemoryError')
-    growing = 'chunks = []\nwhile True:\n    chunks.append(bytearray(2**20))'
-    assert failed(interpreter.run(growing)).endswith('MemoryError')
-
-
-def test_cpu_time_limit():
-    started = time.monotonic()
-    errmsg = failed(PythonInterpreter(timeout=20, cpu_seconds=1).run('while True:\n    pass'))
-    assert time.monotonic() - started < 15
-    assert errmsg == 'killed by SIGXCPU: CPU time limit exceeded'
-
-
-def test_file_size_limit():
-    code = 'with open("big", "wb") as f:\n    f.write(b"x" * (2 * 2**20))'
-    assert failed(PythonInterpreter(file_size_mb=1).run(code)).endswith('OSError: [Errno 27] File too large')
-
-
-def test_fork_bomb_is_contained_and_leaves_no_process():
-    code = '\n'.join(
-        [
-            'import os, time',
-            'print("group", os.getpgid(0), flush=True)',
-            'if os.fork() == 0:',  # a process that leaves the group, then hides
-            '    os.setsid()',
-            '    print("escaped", os.getpid(), flush=True)',
-            '    time.sleep(600)',
-            '    os._exit(0)',
-            'while True:',
-            '    try:',
-            '        os.fork()',
-            '    except OSError:',
-            '        pass',
-        ]
-    )
-    started = time.monotonic()
-    errmsg = failed(PythonInterpreter(timeout=2, max_processes=8).run(code))
-    assert time.monotonic() - started < 20
-    assert errmsg.endswith('timed out after 2s (wall-clock limit); the process was killed')
-    group = int(re.search(r'^group (\d+)$', errmsg, re.MULTILINE).group(1))
-    escaped = int(re.search(r'^escaped (\d+)$', errmsg, re.MULTILINE).group(1))
-    assert processes_in_group(group) == []
-    assert not alive(escaped)
-
-
-def test_background_processes_do_not_outlive_the_call(interpreter: PythonInterpreter):
-    code = 'import subprocess\nproc = subprocess.Popen(["sleep", "600"], start_new_session=True)\nproc.pid'
-    pid = int(ok(interpreter.run(code)))
-    assert not alive(pid)
-
-
-def test_the_parents_environment_is_not_visible(interpreter: PythonInterpreter, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv('LAGENT_TEST_SECRET', 'sk-do-not-leak-123')
-    code = 'import os\nprint(sorted(os.environ))\nos.environ.get("LAGENT_TEST_SECRET")'
-    output = ok(interpreter.run(code))
-    assert output == "['HOME', 'LANG', 'LC_ALL', 'PATH', 'TMPDIR']"
-    assert 'sk-do-not-leak' not in ok(interpreter.run('import os\nopen("/proc/%d/environ" % os.getppid()).read()'))
-
-
-def test_the_parents_process_memory_and_environ_are_out_of_reach_when_run_as_another_user(
-    interpreter: PythonInterpreter, monkeypatch: pytest.MonkeyPatch
-):
-    if interpreter.run_as is None:
-        pytest.skip('the sandbox runs as the parent user (not root): /proc/<parent>/environ is readable, as documented')
-    monkeypatch.setenv('LAGENT_TEST_SECRET', 'sk-do-not-leak-123')
-    errmsg = failed(interpreter.run(f'open("/proc/{os.getpid()}/environ").read()'))
-    assert errmsg.endswith(f"PermissionError: [Errno 13] Permission denied: '/proc/{os.getpid()}/environ'")
-
-
-def test_scratch_directory_is_the_cwd_and_home_and_is_removed(interpreter: PythonInterpreter):
-    code = 'import os\nopen("notes.txt", "w").write("x")\nprint(os.getcwd())\nos.environ["HOME"] == os.getcwd()'
-    first = ok(interpreter.run(code)).splitlines()
-    second = ok(interpreter.run(code)).splitlines()
-    assert first[1] == second[1] == 'True'
-    assert first[0] != second[0]
-    assert Path(first[0]).name.startswith('lagent-sandbox-')
-    assert not Path(first[0]).exists() and not Path(second[0]).exists()
-
-
-def test_scratch_directory_is_removed_even_when_made_unwritable(interpreter: PythonInterpreter):
-    code = 'import os\nos.makedirs("a/b")\nopen("a/b/f", "w").close()\nos.chmod("a/b", 0)\nos.chmod("a", 0o500)\nos.getcwd()'
-    scratch = ok(interpreter.run(code)).strip("'")
-    assert not Path(scratch).exists()
-
-
-def test_writing_outside_the_scratch_directory(interpreter: PythonInterpreter, tmp_path: Path):
-    """Documented: rlimits do not confine writes. A sandbox running as another
-    user (the parent is root) cannot write to the parent's private directories;
-    world-writable places such as /tmp stay writable."""
-    if interpreter.run_as is None:
-        pytest.skip('the sandbox runs as the parent user: it can write wherever the parent can, as documented')
-    target = tmp_path / 'owned-by-parent'
-    target.mkdir(mode=0o700)
-    errmsg = failed(interpreter.run(f'open({str(target / "x")!r}, "w").write("pwned")'))
-    assert errmsg.endswith('Permission denied: ' + repr(str(target / 'x')))
-    assert not (target / 'x').exists()
-
-
-def test_world_writable_places_stay_writable_as_documented(interpreter: PythonInterpreter):
-    outside = Path(tempfile.gettempdir()) / f'lagent-sandbox-escape-{os.getpid()}'
-    try:
-        assert ok(interpreter.run(f'open({str(outside)!r}, "w").write("not contained")')) == '13'
-        assert outside.read_text() == 'not contained'
-    finally:
-        outside.unlink(missing_ok=True)
-
-
-def test_output_flood_is_truncated():
-    interpreter = PythonInterpreter(timeout=5, max_output_chars=1000)
-    output = ok(interpreter.run('print("x" * 10**7)\n"v" * 10**6'))
-    stdout, value = output.split('\n... [output truncated]\n')
-    assert stdout == 'x' * 1000
-    assert value.startswith("'vvv") and value.endswith('... [999002 more characters]')
-    assert len(value) < 1100
-
-
-def test_endless_output_is_bounded_and_stopped():
-    errmsg = failed(PythonInterpreter(timeout=1, max_output_chars=500).run('while True:\n    print("y" * 1000)'))
-    assert errmsg.startswith('y' * 500 + '\n... [output truncated]')
-    assert errmsg.endswith('timed out after 1s (wall-clock limit); the process was killed')
-
-
-def test_invalid_limits():
+def test_invalid_options():
     with pytest.raises(ValueError, match='timeout must be positive'):
         PythonInterpreter(timeout=0)
+    with pytest.raises(ValueError, match='scratch_mb must be positive'):
+        PythonInterpreter(scratch_mb=0)
 
 
-# --------------------------------------------------------------------------- who the child runs as
+# --------------------------------------------------------------------------- the original lagent's conventions
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason='only root can run the child as another user')
-def test_as_root_the_child_runs_as_nobody_unless_told_otherwise():
+def test_a_cell_that_only_defines_solution_returns_its_value(interpreter: PythonInterpreter):
+    assert ok(interpreter.run('```python\ndef solution():\n    return 1\n```')) == '1'
+    assert (
+        ok(interpreter.run('import math\ndef solution():\n    return f"{math.pi:.2f}"')) == '3.14'
+    )  # str(), not repr()
+
+
+def test_solution_is_not_called_when_the_cell_shows_something(interpreter: PythonInterpreter):
+    counted = 'import sys\ndef solution():\n    sys.stderr.write("called\\n")\n    return 7\n'
+    assert ok(interpreter.run(counted + 'print(solution())')) == '7\n[stderr]\ncalled'  # called once, not twice
+    assert ok(interpreter.run(counted + 'solution() * 2')) == '[stderr]\ncalled\n14'
+    assert ok(interpreter.run('def unrelated():\n    return 7')) == '(no output)'
+
+
+def test_an_error_inside_solution_is_reported(interpreter: PythonInterpreter):
+    errmsg = failed(interpreter.run('def solution():\n    return 1 / 0'))
+    assert 'File "<cell>", line 2, in solution' in errmsg
+    assert errmsg.endswith('ZeroDivisionError: division by zero')
+
+
+def test_solution_runs_under_the_wall_clock_limit():
+    errmsg = failed(PythonInterpreter(timeout=1).run('def solution():\n    while True:\n        pass'))
+    assert 'FunctionTimedOut' in errmsg  # the original lagent's word for it
+
+
+def test_answer_conventions_can_be_changed_or_turned_off():
+    by_symbol = PythonInterpreter(timeout=5, answer_symbol='answer')
+    assert ok(by_symbol.run('answer = 6 * 7')) == '42'
+    by_expression = PythonInterpreter(timeout=5, answer_expr='main(3)')
+    assert ok(by_expression.run('def main(n):\n    return n * 2')) == '6'
+    off = PythonInterpreter(timeout=5, answer_expr=None)
+    assert ok(off.run('def solution():\n    return 1')) == '(no output)'
+    last_line = PythonInterpreter(timeout=5, answer_from_stdout=True)
+    assert ok(last_line.run('print("working")\nprint("done: 5")\n"value"')) == 'done: 5'
+
+
+# --------------------------------------------------------------------------- output shown to the model
+
+
+def test_control_characters_are_made_visible():
+    assert visible_controls('\x1b[2Jcleared\a') == '\\x1b[2Jcleared\\x07'
+    assert visible_controls('line 1\r\nline 2\rover\ttab') == 'line 1\r\nline 2\\rover\ttab'
+    assert visible_controls('\x9b31m \u202eevil') == '\\x9b31m \\u202eevil'
+    assert visible_controls('plain text, ünïcode ✓\n') == 'plain text, ünïcode ✓\n'
+
+
+# --------------------------------------------------------------------------- who the code runs as
+
+
+@pytest.mark.skipif(not ROOT, reason='only root can run the code as another user')
+def test_as_root_every_call_gets_a_uid_of_its_own(interpreter: PythonInterpreter):
+    assert interpreter.run_as == RunAs(per_session=True)
+    first, second = (ok(interpreter.run('import os\nos.getuid(), os.getgid(), os.getgroups()')) for _ in range(2))
+    assert first != second
+    for text in (first, second):
+        uid, gid, groups = eval(text)
+        assert uid == gid and uid in SESSION_UIDS and groups == []
+
+
+@pytest.mark.skipif(not ROOT, reason='only root can run the code as another user')
+def test_as_root_a_named_user_or_root_itself_can_be_chosen():
+    import pwd
+
     nobody = pwd.getpwnam('nobody')
-    dropped = PythonInterpreter(timeout=5)
-    assert dropped.run_as == (nobody.pw_uid, nobody.pw_gid)
-    assert ok(dropped.run('import os\nos.getuid(), os.getgid(), os.getgroups()')) == (
-        f'({nobody.pw_uid}, {nobody.pw_gid}, [])'
-    )
+    named = PythonInterpreter(timeout=5, user='nobody')
+    assert named.run_as == RunAs(ids=(nobody.pw_uid, nobody.pw_gid))
+    assert ok(named.run('import os\nos.getuid(), os.getgid()')) == f'({nobody.pw_uid}, {nobody.pw_gid})'
     kept = PythonInterpreter(timeout=1, user=None)
-    assert kept.run_as is None
-    assert ok(kept.run('import os\nsorted(os.environ), os.getuid()')) == (
-        "(['HOME', 'LANG', 'LC_ALL', 'PATH', 'TMPDIR'], 0)"
+    assert kept.run_as == RunAs()
+    assert (
+        ok(kept.run('import os\nsorted(os.environ), os.getuid()'))
+        == "(['HOME', 'LANG', 'LC_ALL', 'PATH', 'TMPDIR'], 0)"
     )
-    assert failed(kept.run('while True:\n    pass')).startswith('timed out after 1s')
+    assert failed(kept.run('while True:\n    pass')).startswith('FunctionTimedOut: timed out after 1s')
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason='only root can run the child as another user')
-def test_an_interpreter_the_user_cannot_run_is_replaced(tmp_path: Path, caplog: pytest.LogCaptureFixture):
+@pytest.mark.skipif(not ROOT, reason='only root leases uids')
+def test_uid_leases_are_exclusive_and_returned():
+    first, second = lease_session_uid(), lease_session_uid()
+    try:
+        assert first.uid != second.uid and {first.uid, second.uid} <= set(SESSION_UIDS)
+    finally:
+        first.release()
+        second.release()
+    first.release()  # idempotent
+
+
+@pytest.mark.skipif(not ROOT, reason='only root can run the code as another user')
+def test_an_interpreter_in_a_private_directory_is_made_reachable(tmp_path: Path):
+    """The sandbox binds the interpreter's directories into the ones that keep its user out."""
     private = tmp_path / 'private'
     private.mkdir(mode=0o700)
     hidden_python = private / 'python3'
-    hidden_python.symlink_to(
-        os.path.realpath('/usr/bin/python3') if Path('/usr/bin/python3').exists() else sys.executable
+    hidden_python.symlink_to(os.path.realpath(sys.executable))
+    python, run_as = choose_identity('auto', str(hidden_python))
+    assert (python, run_as) == (str(hidden_python), RunAs(per_session=True))
+    code = 'import decimal, os, subprocess, sys\nos.getuid() != 0, sys.executable, subprocess.run([sys.executable, "-c", "1"]).returncode'
+    assert (
+        ok(PythonInterpreter(python=str(hidden_python), timeout=10).run(code)) == f'(True, {str(hidden_python)!r}, 0)'
     )
-    python, ids = choose_identity('nobody', str(hidden_python))
-    assert ids is not None and python != str(hidden_python)
+
+
+@pytest.mark.skipif(not ROOT, reason='only root can run the code as another user')
+def test_without_namespaces_an_interpreter_the_user_cannot_run_is_replaced(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    private = tmp_path / 'private'
+    private.mkdir(mode=0o700)
+    hidden_python = private / 'python3'
+    hidden_python.symlink_to(os.path.realpath(sys.executable))
+    python, run_as = choose_identity('nobody', str(hidden_python), namespaces=False)
+    assert run_as.ids is not None and python != str(hidden_python)
     assert Path(python).name == 'python3'
     with caplog.at_level(logging.WARNING):
-        assert choose_identity('no-such-user-here', sys.executable) == (sys.executable, None)
+        assert choose_identity('no-such-user-here', sys.executable) == (sys.executable, RunAs())
     assert "sandbox user 'no-such-user-here' does not exist" in caplog.text
 
 
+# --------------------------------------------------------------------------- isolation, and without it
+
+
+def test_the_kernel_isolation_in_force_is_reported(interpreter: PythonInterpreter):
+    result = run_in_sandbox('1', interpreter.limits, python=interpreter.python, run_as=interpreter.run_as)
+    expected = {'pid', 'proc', 'readonly', 'tmp', 'network', 'seccomp'} | ({'uid'} if ROOT else set())
+    assert set(result.isolation) == expected, 'this machine runs the sandbox without some of its namespaces'
+
+
+def test_without_namespaces_the_run_still_works_and_warns(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr('lagent.actions._sandbox._warned', set())  # once per process: other tests may have warned
+    python, run_as = choose_identity('auto', sys.executable, namespaces=False)
+    marker = sleep_marker()
+    code = f'import os, subprocess\nsubprocess.Popen(["sleep", "{marker}"], start_new_session=True)\nos.getuid()'
+    with caplog.at_level(logging.WARNING, logger='lagent.actions._sandbox'):
+        result = run_in_sandbox(code, SandboxLimits(wall_seconds=5), python=python, run_as=run_as, namespaces=False)
+    assert result.ok and result.isolation == (('seccomp', 'uid') if ROOT else ('seccomp',))
+    assert 'the Python sandbox runs without a PID namespace of its own' in caplog.text
+    assert caplog.text.count('no namespaces: turned off') == 1
+    caplog.clear()
+    run_in_sandbox('1', SandboxLimits(wall_seconds=5), python=python, run_as=run_as, namespaces=False)
+    assert caplog.text == ''  # once per process
+    assert processes_running(marker) == []
+    assert not ROOT or processes_of_uid(int(result.value)) == []
+
+
 async def test_async_calls_run_side_by_side(interpreter: PythonInterpreter):
-    """Each call waits for the other to show up: only calls running at the same time both succeed."""
-    meeting = Path(tempfile.mkdtemp(prefix='lagent-meeting-'))
-    meeting.chmod(0o777)  # the sandbox user may differ from ours
-    try:
-        executor = ActionExecutor([interpreter], timeout=30)
-
-        def code(me: str, other: str) -> str:
-            return (
-                f'import os, time\nopen(os.path.join({str(meeting)!r}, {me!r}), "w").close()\n'
-                f'deadline = time.time() + 20\n'
-                f'while not os.path.exists(os.path.join({str(meeting)!r}, {other!r})) and time.time() < deadline:\n'
-                f'    time.sleep(0.01)\n'
-                f'os.path.exists(os.path.join({str(meeting)!r}, {other!r}))'
-            )
-
-        first, second = await asyncio.gather(
-            executor.aexecute('PythonInterpreter', {'code': code('a', 'b')}),
-            executor.aexecute('PythonInterpreter', {'code': code('b', 'a')}),
-        )
-        assert (ok(first), ok(second)) == ('True', 'True')
-    finally:
-        shutil.rmtree(meeting)
+    """Two calls through the async executor overlap in time (each sleeps 2 s)."""
+    executor = ActionExecutor([interpreter], timeout=30)
+    code = 'import time\nstart = time.time()\ntime.sleep(2)\nstart'
+    first, second = await asyncio.gather(
+        executor.aexecute('PythonInterpreter', {'command': code}),
+        executor.aexecute('PythonInterpreter', {'command': code}),
+    )
+    assert abs(float(ok(first)) - float(ok(second))) < 1.9  # one after the other, they would be 2 s apart

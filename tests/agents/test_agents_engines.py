@@ -1,4 +1,4 @@
-"""Every agent on every engine of the contract suite (``ENGINES`` in
+"""Every agent on every engine of the contract suite (``AGENT_ENGINES`` in
 ``tests/llms/engines.py``): real engines run the real 135M model, so these
 check plumbing, not cleverness — the loop ends within ``max_turn``, the events
 are well formed, stop words never leak into replies, nothing escapes.
@@ -19,7 +19,7 @@ from lagent.llms.base import BaseLLM
 from lagent.llms.scripted import ScriptedLLM
 from lagent.schema import AgentStatusCode
 from tests.agents.checks import assert_well_formed
-from tests.llms.engines import ENGINES
+from tests.llms.engines import AGENT_ENGINES
 
 MAX_TURN = 2
 SETTINGS = dict(temperature=0, max_new_tokens=32)
@@ -54,7 +54,7 @@ AGENTS: dict[str, Callable[[BaseLLM], BaseAgent]] = {
 }
 
 
-@pytest.fixture(params=ENGINES)
+@pytest.fixture(params=AGENT_ENGINES)
 def make(request: pytest.FixtureRequest) -> Callable[..., BaseLLM]:
     return request.getfixturevalue(f'engine_{request.param}')
 

@@ -14,12 +14,21 @@ import pytest
 
 from lagent.llms.scripted import ScriptedLLM
 
-ENGINES = ['scripted', 'llamacpp', 'hf', 'openai', 'lmdeploy_client', 'llamacpp_server', 'triton', 'triton_vllm']
-TOKEN_COUNTING_ENGINES: list[str] = ['llamacpp', 'hf', 'openai', 'lmdeploy_client', 'llamacpp_server']
-MESSAGES_ENGINES: list[str] = ['scripted', 'llamacpp', 'hf', 'openai', 'lmdeploy_client', 'llamacpp_server']
+ENGINES = [
+    'scripted', 'llamacpp', 'hf', 'openai', 'lmdeploy_client', 'llamacpp_server', 'triton', 'triton_vllm', 'router',
+    'served',
+]  # fmt: skip
+TOKEN_COUNTING_ENGINES: list[str] = [
+    'llamacpp', 'hf', 'openai', 'lmdeploy_client', 'llamacpp_server', 'router', 'served',
+]  # fmt: skip
+MESSAGES_ENGINES: list[str] = [
+    'scripted', 'llamacpp', 'hf', 'openai', 'lmdeploy_client', 'llamacpp_server', 'router', 'served',
+]  # fmt: skip
 """Engines that take conversations as messages (the model's own chat template applies)."""
-NATIVE_TOOL_ENGINES: list[str] = ['llamacpp', 'openai', 'lmdeploy_client', 'llamacpp_server']
+NATIVE_TOOL_ENGINES: list[str] = ['llamacpp', 'openai', 'lmdeploy_client', 'llamacpp_server', 'router', 'served']
 """Engines whose model returns structured tool calls (the scripted engine's replies are text)."""
+AGENT_ENGINES = [name for name in ENGINES if name != 'served']
+"""Engines the agents are run on: 'served' is llamacpp behind ``lagent serve`` (its agents: tests/serve)."""
 
 
 def _deterministic_reply(request: object) -> str:

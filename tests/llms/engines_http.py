@@ -11,6 +11,7 @@ import pytest
 
 from lagent.llms.lmdeploy_client import LMDeployClient
 from lagent.llms.openai_compatible import OpenAICompatible
+from lagent.llms.router import Router
 
 
 def _maker(cls: type[OpenAICompatible], url: str) -> Iterator[Callable[..., OpenAICompatible]]:
@@ -34,6 +35,24 @@ def engine_openai(llamacpp_url: str) -> Iterator[Callable[..., OpenAICompatible]
 @pytest.fixture
 def engine_lmdeploy_client(llamacpp_url: str) -> Iterator[Callable[..., OpenAICompatible]]:
     yield from _maker(LMDeployClient, llamacpp_url)
+
+
+@pytest.fixture
+def engine_router(llamacpp_url: str) -> Iterator[Callable[..., Router]]:
+    """A Router over two clients of the llama.cpp server: templates go to the clients
+    (the router renders nothing), generation settings to the router."""
+    made: list[Router] = []
+
+    def make(**kwargs: Any) -> Router:
+        templates = {name: kwargs.pop(name) for name in ('meta_template', 'chat_template') if name in kwargs}
+        engines = [OpenAICompatible(llamacpp_url, **templates), LMDeployClient(llamacpp_url, **templates)]
+        router = Router(engines, **kwargs)
+        made.append(router)
+        return router
+
+    yield make
+    for router in made:
+        router.close()
 
 
 @pytest.fixture(scope='session')

@@ -150,9 +150,12 @@ def test_no_template_joins_contents_with_newlines():
     assert join_contents(conversation) == 'S\nraw\nU'
 
 
-def test_no_template_keeps_text_parts_only():
+def test_no_template_joins_text_parts_and_refuses_images_it_cannot_place():
+    text_parts = [{'type': 'text', 'text': 'look '}, {'type': 'text', 'text': 'here'}]
+    assert join_contents([{'role': 'user', 'content': text_parts}]) == 'look here'
     parts = [{'type': 'text', 'text': 'look'}, {'type': 'image_url', 'image_url': {'url': 'http://x/y.png'}}]
-    assert join_contents([{'role': 'user', 'content': parts}]) == 'look'
+    with pytest.raises(ValueError, match=r"message 0, part 1 \('http://x/y.png'\): .*no image placeholder"):
+        join_contents([{'role': 'user', 'content': parts}])
 
 
 # ---------------------------------------------------------------------- errors
