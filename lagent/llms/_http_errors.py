@@ -84,7 +84,9 @@ def _is_timeout(exc: BaseException) -> bool:
         if id(current) in seen:
             continue
         seen.add(id(current))
-        if isinstance(
+        if isinstance(current, urllib3.exceptions.NewConnectionError):
+            pass  # a refused or unresolvable connection: urllib3 files it under ConnectTimeoutError
+        elif isinstance(
             current,
             (
                 TimeoutError,

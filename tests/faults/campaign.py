@@ -88,6 +88,8 @@ class Fault:
     expect: str = 'error'
     """``'ok'``: the exact answer; ``'error'``: an error of class ``error``; ``'either'``."""
     error: type[LLMError] = LLMError
+    timeout: bool | None = None
+    """Whether the error must (``True``) or must not (``False``) be an :class:`LLMTimeoutError`."""
 
 
 def _retry_after_date(offset_s: float) -> str:
@@ -106,12 +108,12 @@ def fault_classes() -> list[Fault]:
                      'finish_int', 'usage_string', 'error_object', 'html']  # fmt: skip
     return [
         # the connection, before a byte of the answer
-        Fault('refused', {}, error=conn),
-        Fault('reset_on_accept', {'accept': 'reset'}, error=conn),
+        Fault('refused', {}, error=conn, timeout=False),
+        Fault('reset_on_accept', {'accept': 'reset'}, error=conn, timeout=False),
         Fault('reset_on_accept_once', {'accept': 'reset', 'failing': 1}, expect='ok'),
-        Fault('close_on_accept', {'accept': 'close'}, error=conn),
+        Fault('close_on_accept', {'accept': 'close'}, error=conn, timeout=False),
         Fault('stall_on_accept', {'accept': 'stall'}, error=timeout),
-        Fault('reset_after_request', {'after_request': 'reset'}, error=conn),
+        Fault('reset_after_request', {'after_request': 'reset'}, error=conn, timeout=False),
         Fault('close_after_request_once', {'after_request': 'close', 'failing': 1}, expect='ok'),
         Fault('stall_after_request', {'after_request': 'stall'}, error=timeout),
         # the status line and headers
@@ -149,7 +151,7 @@ def fault_classes() -> list[Fault]:
         Fault('redirect_loop', {'status': 302, 'location': '/v1/completions'}),
         Fault('html_with_200', {'raw_body': '<html><body>It works!</body></html>'}, error=StreamError),
         # streamed bodies: connection and timing
-        Fault('reset_mid_stream', {'cut_at': 2, 'end': 'reset'}, S, error=conn),
+        Fault('reset_mid_stream', {'cut_at': 2, 'end': 'reset'}, S, error=conn, timeout=False),
         Fault('close_mid_stream', {'cut_at': 2, 'end': 'close'}, S),
         Fault('stall_mid_stream', {'cut_at': 2, 'end': 'stall'}, S, error=timeout),
         Fault('slow_loris_body', {'dribble': 0.02}, S, error=timeout),
@@ -465,6 +467,8 @@ def _judge(fault: Fault, run: Run, expected: Expected, result: Any) -> tuple[str
             return 'typed error', f'expected the answer, got {described}'
         if not isinstance(result, fault.error):
             return 'typed error', f'expected {fault.error.__name__}, got {described}'
+        if fault.timeout is not None and isinstance(result, LLMTimeoutError) != fault.timeout:
+            return 'typed error', f'expected {"" if fault.timeout else "no "}timeout, got {described}'
         return 'correct', described
     problem = _check_answer(run, expected, result)
     if problem:
