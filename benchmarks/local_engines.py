@@ -4,8 +4,8 @@ Pairs measured on the same prompt in the same run (SmolLM2-135M-Instruct):
 
 * ``LlamaCpp.complete`` against raw llama-cpp-python ``create_completion(stream=True)``;
 * ``HFTransformer.complete`` against raw transformers ``model.generate``;
-* ``TritonClient.stream`` through a real tritonserver against calling the same
-  model function directly (``triton``, from ``benchmarks/triton_engine.py``).
+* ``TritonClient.stream`` against raw ``tritonclient.grpc`` decoupled streaming
+  on the same tritonserver (``triton``, from ``benchmarks/triton_engine.py``).
 
 Every measurement runs in a fresh subprocess (so one engine's memory never
 pollutes another's peak RSS): it loads the model, warms up once, then times
@@ -210,7 +210,7 @@ def main() -> None:
 
 
 def _run_triton(args: argparse.Namespace) -> None:
-    """TritonClient against the same model function called in process (one server, interleaved runs)."""
+    """TritonClient against raw tritonclient.grpc on the same server (interleaved runs)."""
     from triton_engine import run  # the sibling script; it starts and stops its own tritonserver
 
     run(tokens=args.tokens, repeats=args.rounds)

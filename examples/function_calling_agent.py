@@ -1,23 +1,22 @@
-"""A function-calling agent with a calculator and a Python interpreter, on the
-embedded default model (SmolLM2-135M-Instruct run by llama.cpp on the CPU).
+"""A function-calling agent with a calculator, on the embedded default model
+(SmolLM2-135M-Instruct run by llama.cpp on the CPU), with default settings.
 
     python examples/function_calling_agent.py
     python examples/function_calling_agent.py "What is 19 * 23?"
 
-A 135M-parameter model does not decide on its own to call a tool, so the
-agent forces the first reply to be a ``Calculator`` call: llama.cpp's function
-calling then constrains the reply to valid JSON arguments, the calculator
-computes the exact result, and the model answers from it (``tool_choice`` for
-the first reply, ``next_tool_choice='none'`` for the answer). Decoding is
-greedy, so the same question always takes the same steps. With a larger model,
-leave both at ``'auto'`` and let it choose.
+With exactly one tool, the agent's first reply must call it (llama.cpp's
+function calling then constrains the reply to valid JSON arguments), the
+calculator computes the exact result, and the next reply answers from it.
+Agents decode greedily, so the same question always takes the same steps.
+Every run ends with an answer or says why it has none (see "How a run
+finishes" in docs/agents.md).
 """
 
 from __future__ import annotations
 
 import sys
 
-from lagent.actions import Calculator, PythonInterpreter
+from lagent.actions import Calculator
 from lagent.agents import AgentEvent, FunctionCallAgent
 from lagent.llms.llama_cpp import default_llm
 
@@ -45,23 +44,18 @@ class StepPrinter:
         elif event.kind == 'tool_result':
             print(f'[tool result] {event.observation}')
         elif event.kind == 'final_answer':
-            print(f'[answer] {event.text} ({event.status.name})')
+            print(f'[answer {event.status.name}] {event.text}')
 
 
 def main(question: str) -> None:
-    with default_llm() as llm, PythonInterpreter() as python:
-        agent = FunctionCallAgent(
-            llm,
-            [Calculator(), python],
-            tool_choice='Calculator',
-            next_tool_choice='none',
-            temperature=0,
-            max_new_tokens=128,
-        )
+    with default_llm() as llm:
+        agent = FunctionCallAgent(llm, [Calculator()])
         print(f'[user] {question}')
         show = StepPrinter()
         for event in agent.stream_chat(question):
             show(event)
+    if event.status.name != 'END':
+        sys.exit(f'no answer: {event.errmsg}')
 
 
 if __name__ == '__main__':

@@ -35,8 +35,7 @@ from lagent.schema import (
     ToolCall,
     Usage,
 )
-
-__version__ = '0.3.0'
+from lagent.version import __version__, version_info
 
 if TYPE_CHECKING:
     from lagent.llms import ScriptedLLM, default_llm
@@ -70,6 +69,7 @@ __all__ = [
     'build_llm',
     'default_llm',
     'register_llm',
+    'version_info',
 ]
 
 

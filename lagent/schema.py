@@ -10,17 +10,31 @@ and must stay cheap on that hot path.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from enum import IntEnum
-from typing import Any, Literal, Union
+import warnings
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from enum import Enum, IntEnum
+from typing import Any, ClassVar, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.dataclasses import dataclass as pydantic_dataclass
+from pydantic_core import core_schema
 
 __all__ = [
     'ActionReturn',
     'ActionStatusCode',
     'ActionValidCode',
     'AgentMessage',
+    'AgentReturn',
     'AgentStatusCode',
     'Chunk',
     'ContentPart',
@@ -31,9 +45,12 @@ __all__ = [
     'MessageLike',
     'ModelStatusCode',
     'Response',
+    'ResultItems',
     'ToolCall',
     'ToolCallDelta',
     'Usage',
+    'dataclass2dict',
+    'enum_dict_factory',
 ]
 
 
@@ -69,6 +86,7 @@ class AgentStatusCode(IntEnum):
     CODING = 6
     CODE_END = 7
     CODE_RETURN = 8
+    ANSWER_ING = 9
 
 
 class ActionStatusCode(IntEnum):
@@ -291,6 +309,9 @@ class GenerationParams(BaseModel):
 
     model_config = ConfigDict(extra='forbid', frozen=True, allow_inf_nan=False)
 
+    translated_keywords: ClassVar[frozenset[str]] = frozenset({'do_sample'})
+    """lagent keywords :meth:`create` turns into fields (``do_sample=False``: ``temperature=0``)."""
+
     max_new_tokens: int = Field(512, ge=1)
     """Most tokens to generate."""
     min_new_tokens: int | None = Field(None, ge=0)
@@ -321,6 +342,8 @@ class GenerationParams(BaseModel):
     """Accepted for lagent compatibility (every request is a whole sequence)."""
     sequence_end: bool = True
     """Accepted for lagent compatibility (every request is a whole sequence)."""
+    stream: bool = True
+    """Accepted for lagent compatibility: the ``stream*`` methods always stream, the others never do."""
 
     @field_validator(
         'max_new_tokens', 'min_new_tokens', 'temperature', 'top_p', 'top_k', 'repetition_penalty', 'seed', 'timeout',
@@ -342,6 +365,35 @@ class GenerationParams(BaseModel):
         if isinstance(value, (list, tuple)) and any(isinstance(v, str) and not v for v in value):
             raise ValueError('stop words must not be empty strings')
         return value
+
+    # A read-only mapping view, as lagent's ``llm.gen_params['max_new_tokens']`` was a dict.
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in type(self).model_fields:
+            raise KeyError(name)
+        return getattr(self, name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in type(self).model_fields
+
+    def get(self, name: str, default: Any = None) -> Any:
+        """The value of setting ``name``, or ``default`` for an unknown name."""
+        try:
+            return self[name]
+        except KeyError:
+            return default
+
+    def keys(self) -> list[str]:
+        """The setting names."""
+        return list(type(self).model_fields)
+
+    def values(self) -> list[Any]:
+        """The setting values, in the order of :meth:`keys`."""
+        return [getattr(self, name) for name in type(self).model_fields]
+
+    def items(self) -> list[tuple[str, Any]]:
+        """``(name, value)`` pairs of every setting."""
+        return [(name, getattr(self, name)) for name in type(self).model_fields]
 
     @property
     def greedy(self) -> bool:
@@ -365,10 +417,24 @@ class GenerationParams(BaseModel):
         Raises:
             ValueError: An unknown keyword or an invalid value; the message names the field.
         """
+        if 'do_sample' in values:
+            values = _without_do_sample(values)
         try:
             return cls(**values)
         except ValidationError as exc:
             raise ValueError(_describe_validation_error(exc, values)) from None
+
+
+def _without_do_sample(values: dict[str, Any]) -> dict[str, Any]:
+    """lagent's ``do_sample=False`` as ``temperature=0`` (greedy decoding); ``True`` changes nothing."""
+    values = dict(values)
+    do_sample = values.pop('do_sample')
+    if not isinstance(do_sample, bool):
+        raise ValueError(f'invalid generation parameters: do_sample must be True or False, got {do_sample!r}')
+    warnings.warn('do_sample is deprecated: pass temperature=0 for greedy decoding', DeprecationWarning, stacklevel=4)
+    if not do_sample:
+        values['temperature'] = 0
+    return values
 
 
 def _describe_validation_error(exc: ValidationError, values: dict[str, Any]) -> str:
@@ -387,17 +453,107 @@ def _describe_validation_error(exc: ValidationError, values: dict[str, Any]) -> 
 # --------------------------------------------------------------------------- tools and agents
 
 
-class ActionReturn(BaseModel):
-    """What running a tool gave: its result or why it failed."""
+class ResultItems(dict):
+    """The result items of an :class:`ActionReturn`, readable the way both lagent
+    generations read them.
 
-    type: str | None = None
-    """Name of the tool that ran."""
+    * As a list of items (lagent 0.2 and this package): iterating, ``len()``,
+      integer indexing and comparing with a list see the items, e.g.
+      ``[{'type': 'text', 'content': '444'}]``.
+    * As one dict keyed by item type (lagent 0.1): it *is* a dict mapping each
+      type to its content (the contents of several items of one type joined by
+      newlines), so ``result['text'] == '444'`` and ``result == {'text': '444'}``.
+
+    ``dict(result)``, ``json.dumps(result)`` and :func:`dataclasses.asdict` see
+    the 0.1 mapping; pydantic serializes the item list.
+
+    Args:
+        items: A list of ``{'type': ..., 'content': ...}`` items, a mapping of
+            type to content (the 0.1 shape), or ``(type, content)`` pairs.
+
+    Raises:
+        ValueError: An item is not a dict with a ``type``.
+    """
+
+    def __init__(self, items: Any = ()):
+        if isinstance(items, ResultItems):
+            listed = items.item_list()
+        elif isinstance(items, Mapping):
+            listed = [{'type': kind, 'content': content} for kind, content in items.items()]
+        else:
+            listed = []
+            for item in items:
+                if isinstance(item, tuple) and len(item) == 2:
+                    item = {'type': item[0], 'content': item[1]}
+                if not isinstance(item, Mapping) or 'type' not in item:
+                    raise ValueError(f"a result item is a dict with a 'type', got {item!r}")
+                listed.append(dict(item))
+        by_type: dict[str, Any] = {}
+        for item in listed:
+            kind, content = item['type'], item.get('content')
+            by_type[kind] = content if kind not in by_type else f'{by_type[kind]}\n{content}'
+        super().__init__(by_type)
+        self._items = listed
+
+    def item_list(self) -> list[dict[str, Any]]:
+        """The items as a plain list of dicts (copies)."""
+        return [dict(item) for item in self._items]
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:  # type: ignore[override]
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, (int, slice)):
+            return self._items[key]
+        return super().__getitem__(key)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (list, tuple)):
+            return self._items == list(other)
+        return super().__eq__(other)
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return repr(self._items)
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+        return core_schema.no_info_plain_validator_function(
+            cls,
+            serialization=core_schema.plain_serializer_function_ser_schema(
+                lambda value: value.item_list(), when_used='always'
+            ),
+        )
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler) -> Any:
+        return {'type': 'array', 'items': {'type': 'object'}}
+
+
+@pydantic_dataclass(config=ConfigDict(arbitrary_types_allowed=True))
+class ActionReturn:
+    """What running a tool gave: its result or why it failed.
+
+    A dataclass (as in the original lagent, so :func:`dataclasses.asdict` and
+    positional construction ``ActionReturn(args, url, type, result, ...)``
+    work), validated when built; fields may be assigned afterwards.
+    """
+
     args: dict[str, Any] | None = None
     """The arguments it was called with."""
     url: str | None = None
     """A link the tool wants to cite, if any."""
-    result: list[dict[str, Any]] | None = None
-    """Result items, e.g. ``[{'type': 'text', 'content': '444'}]``."""
+    type: str | None = None
+    """Name of the tool that ran."""
+    result: ResultItems | None = None
+    """Result items, e.g. ``[{'type': 'text', 'content': '444'}]`` (see :class:`ResultItems`)."""
     errmsg: str | None = None
     """Why the call failed, worded for the model to act on."""
     state: ActionStatusCode = ActionStatusCode.SUCCESS
@@ -408,6 +564,13 @@ class ActionReturn(BaseModel):
     """Whether the call could be parsed and matched to a tool."""
     tool_call_id: str | None = None
     """Id of the native tool call this answers, if any."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == 'result' and value is not None and not isinstance(value, ResultItems):
+            value = ResultItems(value)
+        elif name == 'state' and value is not None and not isinstance(value, ActionStatusCode):
+            value = ActionStatusCode(value)
+        object.__setattr__(self, name, value)
 
     def format_result(self) -> str:
         """Return the result as text for the model (the error message on failure)."""
@@ -420,6 +583,47 @@ class ActionReturn(BaseModel):
             else:
                 parts.append(f'[{item.get("type")}]({item.get("content")})')
         return '\n'.join(parts)
+
+
+@dataclass
+class AgentReturn:
+    """A snapshot of an agent run in the original lagent's shape.
+
+    Agents built with the original lagent keywords (``action_executor=``,
+    ``protocol=``...) stream these from ``stream_chat``; :class:`~lagent.agents.AgentResult`
+    offers the same attributes for ``chat``.
+    """
+
+    type: str = ''
+    """Kind of the snapshot (unused by lagent's agents)."""
+    content: str = ''
+    """Free-form content (unused by lagent's agents)."""
+    state: Union[AgentStatusCode, int] = AgentStatusCode.END
+    """Where the run stands."""
+    actions: list[ActionReturn] = field(default_factory=list)
+    """The tool results so far."""
+    response: Any = ''
+    """The text so far, or the tool call being made (``{'name': ..., 'parameters': ...}``)."""
+    inner_steps: list[dict[str, Any]] = field(default_factory=list)
+    """The messages this run added to the conversation, as dicts."""
+    nodes: dict[str, Any] | None = None
+    """Graph agents' nodes (unused by lagent's agents)."""
+    adjacency_list: dict[str, Any] | None = None
+    """Graph agents' edges (unused by lagent's agents)."""
+    references: dict[str, Any] = field(default_factory=dict)
+    """Sources cited (unused by lagent's agents)."""
+    errmsg: str | None = None
+    """Why the run ended without an answer, if it did."""
+
+
+def enum_dict_factory(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A ``dict_factory`` for :func:`dataclasses.asdict` that stores enum members as their values."""
+    return {key: value.value if isinstance(value, Enum) else value for key, value in pairs}
+
+
+def dataclass2dict(data: Any) -> dict[str, Any]:
+    """Return a dataclass (e.g. an :class:`ActionReturn`) as a dict of plain values (enums as their values)."""
+    return asdict(data, dict_factory=enum_dict_factory)
 
 
 class AgentMessage(BaseModel):

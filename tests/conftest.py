@@ -14,6 +14,7 @@ pytest_plugins = [
     'tests.llms.engines',
     'tests.llms.engines_local',
     'tests.llms.engines_http',
+    'tests.llms.engines_lmdeploy',
     'tests.llms.engines_triton',
     'tests.serve.served',
 ]

@@ -311,8 +311,13 @@ STEP_LINE = re.compile(r'^\[turn \d+\] (tool call: \w+\(.*\)|tool result: |tool 
 def _check_agent_output(stdout: str) -> list[str]:
     lines = stdout.rstrip('\n').splitlines()
     assert lines, 'the agent showed nothing'
-    assert re.match(r'^\[(final answer|stopped \(SESSION_OUT_OF_LIMIT\))\]', lines[-1]), lines[-1]
-    return [line for line in lines if STEP_LINE.match(line)]
+    finals = [
+        i for i, line in enumerate(lines) if re.match(r'^\[(final answer|stopped \(SESSION_OUT_OF_LIMIT\))\]', line)
+    ]
+    assert len(finals) == 1, stdout  # the last step; the answer may go on over more lines
+    steps = [line for line in lines if STEP_LINE.match(line)]
+    assert all(lines.index(step) < finals[0] for step in steps), stdout
+    return steps
 
 
 def test_agent_against_the_llamacpp_server_calls_the_calculator(llamacpp_url: str) -> None:

@@ -10,11 +10,12 @@ readers see ordinary code):
   instead (a config or dataset that later blocks use).
 * ``<!-- not run: REASON -->`` before a block skips it; the reason is required
   and shows in the doc source.
-* The server addresses ``http://127.0.0.1:8000`` (llama.cpp, vLLM, any
-  OpenAI-compatible server) and ``http://127.0.0.1:23333`` (lmdeploy) are
-  replaced by the address of the real llama.cpp server of the test fixtures
-  (serving SmolLM2 as ``smollm2``), and the gRPC address ``127.0.0.1:8001`` by
-  that of the real Triton server of the fixtures; a server starts only for
+* The server address ``http://127.0.0.1:8000`` (llama.cpp, vLLM, any
+  OpenAI-compatible server) is replaced by the address of the real llama.cpp
+  server of the test fixtures (serving SmolLM2 as ``smollm2``),
+  ``http://127.0.0.1:23333`` by that of lmdeploy's real api_server on the CPU
+  engine of the fixtures (SmolLM2 too), and the gRPC address ``127.0.0.1:8001``
+  by that of the real Triton server of the fixtures; a server starts only for
   the pages that use its address.
 
 Any other block (or an unmarked block in another language) fails the test.
@@ -36,7 +37,7 @@ from lagent.llms.base import BaseLLM
 DOCS = Path(__file__).resolve().parent.parent / 'docs'
 SERVERS = {
     'http://127.0.0.1:8000': 'llamacpp_url',
-    'http://127.0.0.1:23333': 'llamacpp_url',
+    'http://127.0.0.1:23333': 'lmdeploy_url',
     '127.0.0.1:8001': 'triton_addr',
 }
 """Addresses written in the docs, and the fixture whose address replaces each."""

@@ -37,9 +37,9 @@ _GOOGLE_SECTIONS = _PARAMETER_SECTIONS | frozenset(
     }
 )
 _GOOGLE_HEADER = re.compile(r'^(?P<title>[A-Za-z][A-Za-z ]*):\s*$')
-_GOOGLE_ENTRY = re.compile(r'^\*{0,2}(?P<name>\w+)\s*(?:\((?:[^()]|\([^()]*\))*\))?\s*:(?P<text>.*)$')
+_GOOGLE_ENTRY = re.compile(r'^\*{0,2}(?P<name>\w+)\s*(?:\((?P<type>(?:[^()]|\([^()]*\))*)\))?\s*:(?P<text>.*)$')
 _NUMPY_UNDERLINE = re.compile(r'^-{3,}\s*$')
-_NUMPY_ENTRY = re.compile(r'^(?P<names>\*{0,2}\w+(?:\s*,\s*\*{0,2}\w+)*)\s*(?::.*)?$')
+_NUMPY_ENTRY = re.compile(r'^(?P<names>\*{0,2}\w+(?:\s*,\s*\*{0,2}\w+)*)\s*(?::(?P<type>.*))?$')
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,8 @@ class ParsedDocstring:
     """The text before the first section (summary and extended description)."""
     parameters: dict[str, str] = field(default_factory=dict)
     """Parameter name -> its description, whitespace collapsed to single spaces."""
+    types: dict[str, str] = field(default_factory=dict)
+    """Parameter name -> the type the docstring gives it (``'int'``, ``'list[str]'``...), when it gives one."""
 
 
 def parse_docstring(docstring: str | None) -> ParsedDocstring:
@@ -66,6 +68,7 @@ def parse_docstring(docstring: str | None) -> ParsedDocstring:
     lines = inspect.cleandoc(docstring).splitlines()
     description_end = len(lines)
     parameters: dict[str, str] = {}
+    types: dict[str, str] = {}
     index = 0
     while index < len(lines):
         line = lines[index]
@@ -73,7 +76,7 @@ def parse_docstring(docstring: str | None) -> ParsedDocstring:
             description_end = min(description_end, index)
             body_end = _numpy_section_end(lines, index + 2)
             if line.strip().lower() in _PARAMETER_SECTIONS:
-                parameters.update(_numpy_parameters(lines[index + 2 : body_end]))
+                parameters.update(_numpy_parameters(lines[index + 2 : body_end], types))
             index = body_end
             continue
         header = _GOOGLE_HEADER.match(line)
@@ -81,12 +84,12 @@ def parse_docstring(docstring: str | None) -> ParsedDocstring:
             description_end = min(description_end, index)
             body_end = _google_section_end(lines, index + 1)
             if header['title'].strip().lower() in _PARAMETER_SECTIONS:
-                parameters.update(_google_parameters(lines[index + 1 : body_end]))
+                parameters.update(_google_parameters(lines[index + 1 : body_end], types))
             index = body_end
             continue
         index += 1
     description = '\n'.join(lines[:description_end]).strip()
-    return ParsedDocstring(description=description, parameters=parameters)
+    return ParsedDocstring(description=description, parameters=parameters, types=types)
 
 
 def _is_numpy_header(lines: list[str], index: int) -> bool:
@@ -114,7 +117,7 @@ def _google_section_end(lines: list[str], start: int) -> int:
     return len(lines)
 
 
-def _google_parameters(body: list[str]) -> dict[str, str]:
+def _google_parameters(body: list[str], types: dict[str, str]) -> dict[str, str]:
     indents = [len(line) - len(line.lstrip()) for line in body if line.strip()]
     if not indents:
         return {}
@@ -129,12 +132,14 @@ def _google_parameters(body: list[str]) -> dict[str, str]:
         if entry:
             current = parameters.setdefault(entry['name'], [])
             current.append(entry['text'])
+            if entry['type'] and entry['type'].strip():
+                types[entry['name']] = entry['type'].strip()
         elif current is not None:
             current.append(line)
     return {name: _collapse(parts) for name, parts in parameters.items()}
 
 
-def _numpy_parameters(body: list[str]) -> dict[str, str]:
+def _numpy_parameters(body: list[str], types: dict[str, str]) -> dict[str, str]:
     parameters: dict[str, list[str]] = {}
     current: list[list[str]] = []
     for line in body:
@@ -144,6 +149,8 @@ def _numpy_parameters(body: list[str]) -> dict[str, str]:
         if entry:
             names = [name.strip().lstrip('*') for name in entry['names'].split(',')]
             current = [parameters.setdefault(name, []) for name in names]
+            if entry['type'] and entry['type'].strip():
+                types.update(dict.fromkeys(names, entry['type'].strip()))
         else:
             for parts in current:
                 parts.append(line)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import re
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -118,14 +119,21 @@ def build_function_schema(
     tool_name: str,
     docstring: ParsedDocstring,
     namespace: Mapping[str, Any] | None = None,
+    *,
+    untyped_as_str: bool = False,
 ) -> FunctionSchema:
     """Build the schema of ``function``'s parameters.
+
+    A parameter without a type hint takes the type its docstring entry gives
+    (``name (int): ...``); one with neither is an error, or a string when
+    ``untyped_as_str`` (lagent's ``@tool_api``).
 
     Args:
         function: A plain function, a bound method or a coroutine function.
         tool_name: The tool's name, for error messages and the model's title.
-        docstring: The parsed docstring, for parameter descriptions.
+        docstring: The parsed docstring, for parameter descriptions and types.
         namespace: Extra names for resolving string annotations.
+        untyped_as_str: Treat parameters without any type as strings.
 
     Raises:
         TypeError: A parameter has no type hint, is ``*args``/``**kwargs``, or
@@ -146,10 +154,13 @@ def build_function_schema(
                 f'tool {tool_name!r} takes *{name}/**{name}: a tool needs named, typed parameters '
                 'so that its JSON schema says what to pass'
             )
-        if name not in hints:
+        hinted = hints.get(name, _docstring_type(docstring.types.get(name)))
+        if hinted is None and untyped_as_str:
+            hinted = str
+        if hinted is None:
             hint = ' (decorate methods by subclassing BaseAction)' if name in ('self', 'cls') and index == 0 else ''
             raise TypeError(f'parameter {name!r} of tool {tool_name!r} has no type hint{hint}')
-        annotation = _annotation_with_description(hints[name], parameter, docstring.parameters.get(name))
+        annotation = _annotation_with_description(hinted, parameter, docstring.parameters.get(name))
         _check_expressible(annotation, name, tool_name)
         if parameter.kind == parameter.POSITIONAL_ONLY:
             positional_only.append(name)
@@ -175,6 +186,30 @@ def underlying_function(function: Callable[..., Any]) -> Callable[..., Any]:
     if not (inspect.isfunction(function) or inspect.ismethod(function) or inspect.isbuiltin(function)):
         function = type(function).__call__
     return function
+
+
+_DOCSTRING_TYPES: tuple[tuple[str, type], ...] = (
+    ('list', list),
+    ('tuple', list),
+    ('dict', dict),
+    ('bool', bool),
+    ('float', float),
+    ('int', int),
+    ('str', str),
+)
+
+
+def _docstring_type(text: str | None) -> Any:
+    """The Python type a docstring names (``'int'``, ``':class:`str`'``, ``'List[str]'``, ``'float, optional'``),
+    or ``None`` when it names none of str, int, float, bool, list, tuple and dict."""
+    if not text:
+        return None
+    plain = re.sub(r':\w+:`~?([^`]+)`', r'\1', text).lower()
+    optional = 'optional' in plain or 'none' in plain
+    for word, kind in _DOCSTRING_TYPES:
+        if re.search(rf'\b{word}\b', plain):
+            return kind | None if optional else kind
+    return None
 
 
 def _annotation_with_description(annotation: Any, parameter: inspect.Parameter, from_docstring: str | None) -> Any:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import dataclasses
 import json
 import logging
 import threading
@@ -27,7 +28,9 @@ from typing import Any, Union
 import pydantic_core
 from pydantic import BaseModel
 
+from lagent.actions._legacy_description import legacy_description
 from lagent.actions.base_action import BaseAction
+from lagent.actions.parser import ParseError, read_arguments
 from lagent.actions.tool import Tool, ToolArgumentsError
 from lagent.schema import ActionReturn, ActionStatusCode, ActionValidCode, ToolCall
 
@@ -44,8 +47,23 @@ class ActionExecutor:
     """Looks tools up by name, validates the model's arguments and runs the tool
     under a timeout, sync or async.
 
+    A tool is found by its name; lagent 0.2's ``'Action.method'`` names are
+    accepted for ``'Action_method'``.
+
+    lagent 0.2 code runs unchanged: the fallback actions below, :attr:`actions`,
+    :meth:`get_actions_info`, :meth:`is_valid`, :meth:`action_names`,
+    :meth:`add_action`, :meth:`del_action` and calling the executor
+    (:meth:`__call__`).
+
     Args:
-        actions: Tools, actions and plain functions to offer.
+        actions: Tools, actions and plain functions to offer (or one action).
+        invalid_action: What :meth:`__call__` runs for an unknown name
+            (default :class:`~lagent.actions.builtin_actions.InvalidAction`).
+        no_action: What :meth:`__call__` runs when called with its name
+            (default :class:`~lagent.actions.builtin_actions.NoAction`).
+        finish_action: What :meth:`__call__` runs when called with its name
+            (default :class:`~lagent.actions.builtin_actions.FinishAction`).
+        finish_in_action: Offer ``finish_action`` as one of the tools.
         timeout: Seconds one call may take; ``None`` for no limit. A sync tool
             that times out is abandoned in its worker thread (Python cannot stop
             a thread), so tools with side effects should enforce their own
@@ -55,15 +73,28 @@ class ActionExecutor:
         ValueError: Two tools share a name, or ``timeout`` is not positive.
     """
 
-    def __init__(self, actions: Iterable[ActionLike] = (), *, timeout: float | None = 30.0):
+    def __init__(
+        self,
+        actions: Iterable[ActionLike] | BaseAction = (),
+        invalid_action: BaseAction | None = None,
+        no_action: BaseAction | None = None,
+        finish_action: BaseAction | None = None,
+        finish_in_action: bool = False,
+        *,
+        timeout: float | None = 30.0,
+    ):
         if timeout is not None and timeout <= 0:
             raise ValueError(f'timeout must be positive or None, got {timeout!r}')
         self.timeout = timeout
         """Seconds one call may take; ``None`` for no limit."""
         self._tools: dict[str, Tool] = {}
         self._actions: list[BaseAction] = []
-        for action in actions:
+        self._given: dict[str, ActionLike] = {}
+        self._fallbacks = {'invalid': invalid_action, 'no': no_action, 'finish': finish_action}
+        for action in [actions] if isinstance(actions, BaseAction) else list(actions):
             self._add(action)
+        if finish_in_action:
+            self._add(self.finish_action)
 
     # ------------------------------------------------------------------ registry
 
@@ -78,11 +109,13 @@ class ActionExecutor:
         return list(self._tools.values())
 
     def get(self, name: str) -> Tool | None:
-        """Return the tool called ``name``, or ``None``."""
-        return self._tools.get(name)
+        """Return the tool called ``name`` (or ``'Action.method'``), or ``None``."""
+        if not isinstance(name, str):
+            return None
+        return self._tools.get(name) or self._tools.get(name.replace('.', '_'))
 
     def __contains__(self, name: object) -> bool:
-        return name in self._tools
+        return isinstance(name, str) and self.get(name) is not None
 
     def __len__(self) -> int:
         return len(self._tools)
@@ -158,6 +191,108 @@ class ActionExecutor:
         """Async twin of :meth:`execute_call`."""
         return await self.aexecute(call.function.name, call.function.arguments, tool_call_id=call.id)
 
+    # ------------------------------------------------------------------ lagent 0.2 API
+
+    @property
+    def actions(self) -> dict[str, ActionLike]:
+        """The actions and tools given, by name."""
+        return dict(self._given)
+
+    @property
+    def invalid_action(self) -> BaseAction:
+        """What :meth:`__call__` runs for an unknown name."""
+        return self._fallback('invalid')
+
+    @property
+    def no_action(self) -> BaseAction:
+        """What :meth:`__call__` runs when called with its name (a reply without a tool call)."""
+        return self._fallback('no')
+
+    @property
+    def finish_action(self) -> BaseAction:
+        """What :meth:`__call__` runs when called with its name (the final answer)."""
+        return self._fallback('finish')
+
+    def get_actions_info(self) -> list[dict[str, Any]]:
+        """The enabled tools in lagent 0.2's description format; a toolkit's
+        methods are listed one by one as ``'Action.method'``."""
+        described = []
+        for action in self._given.values():
+            if not isinstance(action, BaseAction):
+                described.append(legacy_description(action.name, action.description, action.parameters))
+            elif action.enable:
+                description = action.description
+                for api in description.get('api_list', ()):
+                    described.append({**api, 'name': f'{action.name}.{api["name"]}'})
+                if 'api_list' not in description:
+                    described.append(description)
+        return described
+
+    def is_valid(self, name: str) -> bool:
+        """Whether ``name`` is an enabled action or tool given to this executor."""
+        action = self._given.get(name)
+        return action is not None and (not isinstance(action, BaseAction) or action.enable)
+
+    def action_names(self, only_enable: bool = True) -> list[str]:
+        """The names of the actions and tools given (only the enabled ones by default)."""
+        return [name for name in self._given if not only_enable or self.is_valid(name)]
+
+    def add_action(self, action: ActionLike) -> None:
+        """Offer one more action or tool, replacing one of the same name.
+
+        Raises:
+            ValueError: One of its tools has the name of another action's tool.
+        """
+        name = action.name if isinstance(action, (BaseAction, Tool)) else getattr(action, '__name__', None)
+        if isinstance(name, str):
+            self._remove(name)
+        self._add(action)
+
+    def del_action(self, name: str) -> None:
+        """Stop offering the action or tool called ``name`` (nothing happens if there is none)."""
+        self._remove(name)
+
+    def __call__(self, name: str, command: Any = None) -> ActionReturn:
+        """Run a tool the lagent 0.2 way; never raises.
+
+        Args:
+            name: An action's name, ``'Action.method'`` for a toolkit's method, or
+                the name of :attr:`no_action` / :attr:`finish_action`.
+            command: The input as the model wrote it, read by the action's parser
+                (by default a JSON object of arguments, or the first parameter's value).
+
+        Returns:
+            The result; an unknown or disabled name gives :attr:`invalid_action`'s.
+        """
+        action_name, _, method = str(name).partition('.')
+        action = self._given.get(action_name)
+        if action is None or not self.is_valid(action_name):
+            for fallback in (self.no_action, self.finish_action):
+                if name == fallback.name:
+                    return fallback(command)
+            return self.invalid_action(command)
+        if isinstance(action, BaseAction):
+            tool = action.tool_for(method or 'run')
+            if tool is None:
+                return self.invalid_action(f'{action_name} has no API {method!r}')
+            try:
+                arguments = action.parser.parse_inputs(command, method or 'run')
+            except ParseError as exc:
+                return ActionReturn(
+                    {'inputs': command, 'name': name}, type=name, errmsg=exc.err_msg, state=ActionStatusCode.ARGS_ERROR
+                )
+            return self.execute(tool.name, arguments)
+        return self.execute(action.name, read_arguments(command, list(action.parameters.get('properties') or {})))
+
+    def _fallback(self, kind: str) -> BaseAction:
+        action = self._fallbacks[kind]
+        if action is None:
+            from lagent.actions.builtin_actions import FinishAction, InvalidAction, NoAction
+
+            action = {'invalid': InvalidAction, 'no': NoAction, 'finish': FinishAction}[kind]()
+            self._fallbacks[kind] = action
+        return action
+
     # ------------------------------------------------------------------ lifecycle
 
     def close(self) -> None:
@@ -180,23 +315,36 @@ class ActionExecutor:
 
     def _add(self, action: ActionLike) -> None:
         if isinstance(action, BaseAction):
-            self._actions.append(action)
             tools = action.tools
         elif isinstance(action, Tool):
             tools = [action]
         elif callable(action):
-            tools = [Tool(action)]
+            action = Tool(action)
+            tools = [action]
         else:
             raise TypeError(f'expected a Tool, a BaseAction or a function, got {type(action).__name__}')
         for tool in tools:
             if tool.name in self._tools:
                 raise ValueError(f'two tools are named {tool.name!r}; give one another name')
-            self._tools[tool.name] = tool
+        if isinstance(action, BaseAction):
+            self._actions.append(action)
+        self._tools.update((tool.name, tool) for tool in tools)
+        self._given[action.name] = action
+
+    def _remove(self, name: str) -> None:
+        action = self._given.pop(name, None)
+        if action is None:
+            return
+        tools = action.tools if isinstance(action, BaseAction) else [action]
+        for tool in tools:
+            self._tools.pop(tool.name, None)
+        if isinstance(action, BaseAction):
+            self._actions.remove(action)
 
     def _prepare(
         self, name: str, arguments: Mapping[str, Any] | str | None, tool_call_id: str | None
     ) -> ActionReturn | tuple[Tool, Callable[[], Any], dict[str, Any]]:
-        tool = self._tools.get(name) if isinstance(name, str) else None
+        tool = self.get(name)
         if tool is None:
             available = ', '.join(self._tools) or '(none)'
             return ActionReturn(
@@ -246,7 +394,7 @@ class ActionExecutor:
             update = {key: given for key, given in defaults.items() if getattr(value, key) is None}
             if value.valid == ActionValidCode.OPEN:
                 update['valid'] = ActionValidCode.FINISH
-            return value.model_copy(update=update)
+            return dataclasses.replace(value, **update)
         return ActionReturn(
             type=tool.name,
             args=args,

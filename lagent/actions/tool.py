@@ -34,7 +34,7 @@ from lagent.actions._function_schema import (
     underlying_function,
 )
 
-__all__ = ['TOOL_NAME_PATTERN', 'Tool', 'ToolArgumentsError', 'tool']
+__all__ = ['TOOL_NAME_PATTERN', 'Tool', 'ToolArgumentsError', 'is_tool_api', 'tool', 'tool_api']
 
 TOOL_NAME_PATTERN = re.compile(r'^[a-zA-Z0-9_-]{1,64}$')
 """Names OpenAI's function-calling API accepts; every tool name must match it."""
@@ -57,6 +57,9 @@ class Tool:
         namespace: Extra names for resolving string annotations (those of
             ``from __future__ import annotations``) besides the function's
             module; :func:`tool` passes its caller's local names.
+        untyped_as_str: Take parameters that have neither a type hint nor a
+            type in the docstring as strings (``None``: only for functions
+            marked with :func:`tool_api`, as lagent 0.2 did).
 
     Raises:
         TypeError: A parameter has no type hint, is ``*args``/``**kwargs``, or
@@ -71,6 +74,7 @@ class Tool:
         name: str | None = None,
         description: str | None = None,
         namespace: Mapping[str, Any] | None = None,
+        untyped_as_str: bool | None = None,
     ):
         if not callable(function):
             raise TypeError(f'a tool wraps a function, got {type(function).__name__}')
@@ -91,7 +95,11 @@ class Tool:
             )
         self.is_async: bool = inspect.iscoroutinefunction(function)
         """Whether calling the function returns a coroutine."""
-        self._schema: FunctionSchema = build_function_schema(function, self.name, docstring, namespace)
+        if untyped_as_str is None:
+            untyped_as_str = is_tool_api(function)
+        self._schema: FunctionSchema = build_function_schema(
+            function, self.name, docstring, namespace, untyped_as_str=untyped_as_str
+        )
         functools.update_wrapper(self, function)
 
     @property
@@ -206,3 +214,56 @@ def tool(
     if function is not None:
         return Tool(function, name=name, description=description, namespace=namespace)
     return functools.partial(Tool, name=name, description=description, namespace=namespace)
+
+
+_TOOL_API_MARK = '__lagent_tool_api__'
+
+
+def tool_api(
+    function: Callable[..., Any] | None = None,
+    /,
+    *,
+    explode_return: bool = False,
+    returns_named_value: bool = False,
+    **docstring_options: Any,
+) -> Any:
+    """Mark a function or a :class:`~lagent.actions.BaseAction` method as a tool,
+    the lagent 0.2 way; :func:`tool` is the way of this package.
+
+    The function is returned unchanged, with an ``api_description`` attribute in
+    lagent 0.2's description format (``name``, ``description``, ``parameters``
+    as a list of ``{'name', 'type', 'description'}``, ``required``, and
+    ``return_data`` when asked for). In a ``BaseAction`` subclass that marks
+    methods this way, exactly the marked methods (and ``run``) are tools.
+    Parameters without a type hint take the type their docstring gives, else
+    ``str``.
+
+    Args:
+        function: The function, when used as ``@tool_api``.
+        explode_return: Describe the members of a dict return, listed under the
+            first ``Returns:`` entry, in ``return_data``.
+        returns_named_value: Read ``Returns:`` entries as ``name (type): description``
+            into ``return_data``.
+        **docstring_options: Accepted for compatibility and ignored.
+
+    Returns:
+        The function, or a decorator that marks one.
+    """
+
+    def mark(target: Callable[..., Any]) -> Callable[..., Any]:
+        from lagent.actions._legacy_description import api_description_of
+
+        setattr(target, _TOOL_API_MARK, True)
+        target.api_description = api_description_of(  # type: ignore[attr-defined]
+            target, explode_return=explode_return, returns_named_value=returns_named_value
+        )
+        return target
+
+    if function is not None:
+        return mark(function)
+    return mark
+
+
+def is_tool_api(function: Callable[..., Any]) -> bool:
+    """Whether ``function`` (or the function behind a bound method or partial) was marked with :func:`tool_api`."""
+    return bool(getattr(underlying_function(function), _TOOL_API_MARK, False))

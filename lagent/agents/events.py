@@ -10,17 +10,20 @@
   for code);
 * :class:`ToolResultStep` — a tool returned or failed, or a call could not be
   parsed: ``PLUGIN_RETURN`` (``CODE_RETURN`` for code);
-* :class:`FinalAnswer` — the run is over, always the last event: ``END``, or
-  ``SESSION_OUT_OF_LIMIT`` when ``max_turn`` replies were used without an answer.
+* :class:`FinalAnswer` — the run is over, always the last event: ``END`` with
+  an answer, or ``SESSION_OUT_OF_LIMIT`` with the reason there is none (see
+  the finishing policy in :mod:`lagent.agents.base`).
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+import dataclasses
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from lagent.schema import ActionReturn, AgentStatusCode, Response, ToolCall
+from lagent.schema import ActionReturn, AgentStatusCode, Message, Response, ToolCall
 
 __all__ = [
     'AgentEvent',
@@ -31,6 +34,7 @@ __all__ = [
     'TextDelta',
     'ToolCallStep',
     'ToolResultStep',
+    'thoughtful_results',
 ]
 
 
@@ -61,6 +65,8 @@ class ModelReply(_Event):
     """``PLUGIN_END`` (it calls tools), ``CODE_END`` (it sends code) or ``STREAM_ING`` (plain text)."""
     text: str
     """The reply text as the model wrote it (stop words removed)."""
+    thought: str = ''
+    """The prose of the reply: the reasoning before a tool call, or the answer."""
     response: Response
     """The whole reply: text, native tool calls, finish reason, usage."""
 
@@ -99,7 +105,9 @@ class FinalAnswer(_Event):
     status: AgentStatusCode
     """``END`` with an answer, or ``SESSION_OUT_OF_LIMIT`` when the run used ``max_turn`` replies."""
     text: str
-    """The answer; when out of turns, the text of the last reply."""
+    """The answer; without one, the prose of the last reply."""
+    errmsg: str | None = None
+    """Why the run ended without an answer (``None`` with one)."""
 
 
 AgentStep = Annotated[Union[ModelReply, ToolCallStep, ToolResultStep, FinalAnswer], Field(discriminator='kind')]
@@ -112,14 +120,42 @@ AgentEvent = Annotated[
 
 
 class AgentResult(BaseModel):
-    """The outcome of :meth:`~lagent.agents.BaseAgent.chat`: the answer and how it was reached."""
+    """The outcome of :meth:`~lagent.agents.BaseAgent.chat`: the answer and how it was reached.
+
+    It also reads like lagent 0.2's ``AgentReturn``: :attr:`response`,
+    :attr:`actions`, :attr:`inner_steps`, :attr:`state`.
+    """
 
     answer: str
-    """The final answer (when out of turns, the text of the last reply)."""
+    """The final answer (without one, the prose of the last reply)."""
     status: AgentStatusCode
     """``END``, or ``SESSION_OUT_OF_LIMIT`` when ``max_turn`` replies did not reach an answer."""
     steps: list[AgentStep] = Field(default_factory=list)
     """Every model reply, tool call, tool result and the final answer, in order."""
+    messages: list[Message] = Field(default_factory=list)
+    """The messages the run added to the conversation after the user's (replies, tool results)."""
+    errmsg: str | None = None
+    """Why the run ended without an answer (``None`` with one)."""
+
+    @property
+    def response(self) -> str:
+        """The answer (lagent 0.2's name)."""
+        return self.answer
+
+    @property
+    def state(self) -> AgentStatusCode:
+        """The status (lagent 0.2's name)."""
+        return self.status
+
+    @property
+    def actions(self) -> list[ActionReturn]:
+        """The tool results, each with the model's thought before the call (lagent 0.2's name)."""
+        return thoughtful_results(self.steps)
+
+    @property
+    def inner_steps(self) -> list[dict[str, Any]]:
+        """:attr:`messages` as dicts, to extend a lagent 0.2 history with."""
+        return [message.to_openai() for message in self.messages]
 
     @property
     def tool_calls(self) -> list[ToolCall]:
@@ -137,8 +173,12 @@ class AgentResult(BaseModel):
         return sum(isinstance(step, ModelReply) for step in self.steps)
 
     @classmethod
-    def from_events(cls, events: list[AgentEvent]) -> AgentResult:
+    def from_events(cls, events: list[AgentEvent], messages: Sequence[Message] = ()) -> AgentResult:
         """Build the result of a finished run from its events.
+
+        Args:
+            events: The events of the run.
+            messages: The messages the run added after the user's.
 
         Raises:
             ValueError: The events do not end with a :class:`FinalAnswer`.
@@ -147,4 +187,17 @@ class AgentResult(BaseModel):
             raise ValueError('a finished run ends with a FinalAnswer event')
         final = events[-1]
         steps = [event for event in events if not isinstance(event, TextDelta)]
-        return cls(answer=final.text, status=final.status, steps=steps)
+        return cls(answer=final.text, status=final.status, steps=steps, messages=list(messages), errmsg=final.errmsg)
+
+
+def thoughtful_results(steps: Sequence[AgentEvent]) -> list[ActionReturn]:
+    """The tool results among ``steps``, each a copy carrying the prose of the
+    reply that made the call as its ``thought``."""
+    thoughts: dict[int, str] = {}
+    results = []
+    for step in steps:
+        if isinstance(step, ModelReply):
+            thoughts[step.turn] = step.thought
+        elif isinstance(step, ToolResultStep):
+            results.append(dataclasses.replace(step.result, thought=thoughts.get(step.turn) or step.result.thought))
+    return results

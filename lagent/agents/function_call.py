@@ -12,6 +12,21 @@ Two paths, chosen from the LLM's declared capabilities:
   (the Hermes / Qwen convention), and each result comes back as a user message
   ``<tool_response>...</tool_response>``.
 
+Which tool choice each reply gets (native path), on top of the finishing
+policy of :mod:`lagent.agents.base`:
+
+* the first reply: ``tool_choice``;
+* later replies: ``next_tool_choice``;
+* by default, an agent with exactly one tool calls it in its first reply and
+  answers from the result in the next (``tool_choice`` = that tool,
+  ``next_tool_choice='none'``): a small model rarely decides to call a tool
+  on its own, and once it has a result it tends to call again instead of
+  answering. With several tools both default to ``'auto'``;
+* the last allowed reply: ``'none'``.
+
+Every native reply asked for with ``'none'`` also gets the request to answer,
+with the question and the run's tool results again (see the finishing policy).
+
 Streaming on the native path: a reply in which the model may choose a tool
 (``tool_choice`` ``'auto'`` or ``'required'``) is requested whole by default,
 because some servers refuse to stream it (llama.cpp's
@@ -27,6 +42,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from lagent.actions import ActionExecutor
 from lagent.agents._text import arguments_object, first_json_object, strip_fence
 from lagent.agents.base import BaseAgent, ModelRequest, ParsedReply, ToolRequest, ToolsLike, make_call
 from lagent.agents.memory import AgentMemory
@@ -66,12 +82,14 @@ class FunctionCallAgent(BaseAgent):
             picks native where the engine supports it.
         tool_choice: For the first reply of each run (native path): ``'auto'``,
             ``'none'``, ``'required'``, a tool's name, or an OpenAI
-            ``{"type": "function", "function": {"name": ...}}``.
-        next_tool_choice: For the later replies of each run. The default
-            ``'auto'`` lets a forced first call be followed by an answer or
-            more calls; ``'none'`` makes the model answer after the first call.
+            ``{"type": "function", "function": {"name": ...}}``; ``None``
+            forces the only tool when there is exactly one, else ``'auto'``.
+        next_tool_choice: For the later replies of each run: ``'auto'`` lets
+            the model call more tools or answer, ``'none'`` makes it answer;
+            ``None``: ``'none'`` when there is exactly one tool, else ``'auto'``.
         stream_auto_tools: Stream native replies in which the model may choose
             a tool (see the module docstring).
+        action_executor: lagent 0.2's name for ``tools``.
         **gen_params: Generation settings for every request.
 
     Raises:
@@ -91,9 +109,10 @@ class FunctionCallAgent(BaseAgent):
         memory: AgentMemory | None = None,
         tool_timeout: float | None = 30.0,
         native: bool | None = None,
-        tool_choice: str | Mapping[str, Any] = 'auto',
-        next_tool_choice: str | Mapping[str, Any] = 'auto',
+        tool_choice: str | Mapping[str, Any] | None = None,
+        next_tool_choice: str | Mapping[str, Any] | None = None,
         stream_auto_tools: bool = False,
+        action_executor: ActionExecutor | None = None,
         **gen_params: Any,
     ):
         super().__init__(
@@ -103,6 +122,7 @@ class FunctionCallAgent(BaseAgent):
             max_turn=max_turn,
             memory=memory,
             tool_timeout=tool_timeout,
+            action_executor=action_executor,
             **gen_params,
         )
         can_go_native = llm.tool_calling == 'native'
@@ -113,6 +133,11 @@ class FunctionCallAgent(BaseAgent):
             )
         self.native = can_go_native if native is None else native
         """Whether tool calls go through the engine's native function calling."""
+        only_tool = self.executor.names[0] if len(self.executor.names) == 1 else None
+        if tool_choice is None:
+            tool_choice = only_tool or 'auto'
+        if next_tool_choice is None:
+            next_tool_choice = 'none' if only_tool else 'auto'
         self.tool_choice = _normalize_tool_choice(tool_choice, self.executor.names)
         """The tool choice of the first reply of each run."""
         self.next_tool_choice = _normalize_tool_choice(next_tool_choice, self.executor.names)
@@ -127,12 +152,16 @@ class FunctionCallAgent(BaseAgent):
             return super()._system_messages()
         return [Message(role='system', content=text_tools_prompt(self.system_prompt, self.executor.tool_schemas()))]
 
-    def _model_request(self, turn: int) -> ModelRequest:
-        conversation = self._conversation()
+    def _model_request(self, turn: int, final: bool) -> ModelRequest:
         tools = self.executor.tool_schemas()
         if not self.native or not tools:
-            return ModelRequest(turn=turn, inputs=conversation)
-        choice = self.tool_choice if turn == 1 else self.next_tool_choice
+            return ModelRequest(turn=turn, inputs=self._conversation(final))
+        if final:
+            choice: str | dict[str, Any] = 'none'
+        else:
+            choice = self.tool_choice if turn == 1 else self.next_tool_choice
+        # a reply without tools is asked for the answer, with the question and the results again
+        conversation = self._conversation(choice == 'none')
         stream = self.stream_auto_tools or not isinstance(choice, str) or choice == 'none'
         return ModelRequest(turn=turn, inputs=conversation, tools=tools, tool_choice=choice, stream=stream)
 

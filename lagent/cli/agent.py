@@ -19,7 +19,11 @@ def add_parser(commands: Any, engine: argparse.ArgumentParser) -> None:
         'agent',
         parents=[engine],
         help='run the function-calling agent with tools',
-        description='Run the function-calling agent on PROMPT and show each step as it happens.',
+        description=(
+            'Run the function-calling agent on PROMPT and show each step as it happens. '
+            'Exits 0 with an answer; without one (the model still called a tool in its last '
+            'allowed turn, or gave an empty reply), exits 1 after one "lagent: no answer: ..." line on stderr.'
+        ),
     )
     add_agent_options(agent)
     agent.add_argument('prompt', metavar='PROMPT', help='the task for the agent')
@@ -42,14 +46,21 @@ def run_agent(args: argparse.Namespace) -> int:
     from lagent.actions.executor import ActionExecutor
     from lagent.agents.function_call import FunctionCallAgent
 
+    settings = {} if args.temperature is None else {'temperature': args.temperature}  # agents default to greedy
     with ActionExecutor(make_tools(args.tools)) as executor, build_engine(args) as llm:
-        agent = FunctionCallAgent(llm, executor, max_turn=args.max_turn)
+        agent = FunctionCallAgent(llm, executor, max_turn=args.max_turn, **settings)
         if args.debug:
             path = 'native tool calls' if agent.native else 'tools described in the prompt, calls parsed from the text'
             note(f'--- tools ({path}) ---\n{json.dumps(executor.tool_schemas(), indent=2)}')
         streamed = False
+        final = None
         for event in agent.stream_chat(args.prompt):
             streamed = show_agent_event(event, streamed)
+            final = event
+    if final is None or final.status != AgentStatusCode.END:
+        reason = getattr(final, 'errmsg', None) or 'no answer'
+        note(f'lagent: {reason}')
+        return 1
     return 0
 
 

@@ -29,7 +29,14 @@ if TYPE_CHECKING:
     from lagent.llms.scripted import ScriptedLLM
     from lagent.llms.triton import TritonClient
 
-_FUNCTIONS = {'default_llm': 'lagent.llms.llama_cpp'}
+_FUNCTIONS = {
+    'default_llm': 'lagent.llms.llama_cpp',
+    # lagent 0.2 names
+    'BaseAPIModel': 'lagent.llms.base_api',
+    'BaseModel': 'lagent.llms.base_llm',
+    'HFTransformerCasualLM': 'lagent.llms.hf_transformer',
+    'HFTransformerChat': 'lagent.llms.hf_transformer',
+}
 
 __all__ = [  # the engine classes are those of the registry (a test keeps the two in step)
     'GPTAPI',

@@ -43,6 +43,7 @@ the engine's own) and travels in ``request.images``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 import warnings
@@ -159,7 +160,8 @@ class BaseLLM:
             self.template = ChatTemplate(chat_template)
         elif chat_template is not None:
             self.template = chat_template
-        unknown = [name for name in gen_params if name not in GenerationParams.model_fields]
+        known = {*GenerationParams.model_fields, *GenerationParams.translated_keywords}
+        unknown = [name for name in gen_params if name not in known]
         if unknown:
             from lagent.llms.config import explain_unknown_keywords  # only on this error path: it imports engines
 
@@ -194,6 +196,18 @@ class BaseLLM:
         if template is not None and not template.is_api_template:
             return 'none'
         return 'native' if self.accepts_messages and self.native_tools else 'none'
+
+    @property
+    def template_roles(self) -> frozenset[str] | None:
+        """The message roles this engine's ``meta_template`` renders, or ``None``
+        when it has no meta_template (conversations then go to the engine as
+        messages, are rendered by a Jinja ``chat_template``, or are joined as text).
+
+        Agents whose protocol has roles of its own (InternLM2's ``environment``)
+        read this to know whether the engine renders their conversations.
+        """
+        template = self.template
+        return frozenset(template.roles) if isinstance(template, MetaTemplate) else None
 
     # ------------------------------------------------------------------ hooks
 
@@ -438,25 +452,30 @@ class BaseLLM:
 
     # ------------------------------------------------------------------ lagent API
 
-    def generate(self, inputs: str | Sequence[str], **gen_params: Any) -> str | list[str]:
+    def generate(
+        self, inputs: str | Sequence[str], session_id: int | str | None = None, **gen_params: Any
+    ) -> str | list[str]:
         """Complete raw prompts (no template applied).
 
         Args:
             inputs: A prompt, or a list of prompts answered as a batch.
+            session_id: Accepted for lagent compatibility (also positionally).
             **gen_params: Per-call overrides of the generation settings.
 
         Returns:
             The reply text; a list of replies for a list of prompts.
         """
-        params = self.params(**gen_params)
+        params = self.params(**_with_session(gen_params, session_id))
         if isinstance(inputs, str):
             return self._complete(LLMRequest(prompt=inputs), params).text
         requests = [LLMRequest(prompt=prompt) for prompt in _check_prompts(inputs)]
         return [response.text for response in self._complete_many(requests, params)]
 
-    async def agenerate(self, inputs: str | Sequence[str], **gen_params: Any) -> str | list[str]:
+    async def agenerate(
+        self, inputs: str | Sequence[str], session_id: int | str | None = None, **gen_params: Any
+    ) -> str | list[str]:
         """Async twin of :meth:`generate`."""
-        params = self.params(**gen_params)
+        params = self.params(**_with_session(gen_params, session_id))
         if isinstance(inputs, str):
             return (await self._acomplete(LLMRequest(prompt=inputs), params)).text
         requests = [LLMRequest(prompt=prompt) for prompt in _check_prompts(inputs)]
@@ -497,35 +516,84 @@ class BaseLLM:
     def stream_chat(
         self,
         inputs: Conversation,
+        session_id: int | str | None = None,
         *,
         tools: Sequence[Mapping[str, Any]] | None = None,
         tool_choice: str | Mapping[str, Any] | None = None,
+        stream: bool = True,
         **gen_params: Any,
     ) -> Stream[StreamChatStep]:
         """Stream the reply to a conversation the lagent way.
+
+        Args:
+            inputs: The conversation.
+            session_id: Accepted for lagent compatibility (also positionally).
+            tools: Tool schemas for native tool calling.
+            tool_choice: ``'auto'``, ``'none'``, ``'required'`` or a forced function.
+            stream: ``False`` asks for the whole reply at once: one ``END`` step (lagent's option).
+            **gen_params: Per-call overrides of the generation settings.
 
         Yields:
             ``(ModelStatusCode.STREAM_ING, text_so_far, None)`` as text arrives, then
             one ``(ModelStatusCode.END, full_text, response)`` where ``response`` is
             the whole :class:`~lagent.schema.Response` (tool calls, usage...).
         """
+        gen_params = _with_session(gen_params, session_id)
+        if not stream:
+            response = self.complete(inputs, tools=tools, tool_choice=tool_choice, **gen_params)
+            return Stream(iter([(ModelStatusCode.END, response.text, response)]))
         chunks = self.stream(inputs, tools=tools, tool_choice=tool_choice, **gen_params)
         return Stream(_status_steps(chunks))
 
     def astream_chat(
         self,
         inputs: Conversation,
+        session_id: int | str | None = None,
         *,
         tools: Sequence[Mapping[str, Any]] | None = None,
         tool_choice: str | Mapping[str, Any] | None = None,
+        stream: bool = True,
         **gen_params: Any,
     ) -> AsyncStream[StreamChatStep]:
         """Async twin of :meth:`stream_chat`."""
+        gen_params = _with_session(gen_params, session_id)
+        if not stream:
+            return AsyncStream(_whole_step(self.acomplete(inputs, tools=tools, tool_choice=tool_choice, **gen_params)))
         chunks = self.astream(inputs, tools=tools, tool_choice=tool_choice, **gen_params)
         return AsyncStream(_astatus_steps(chunks))
 
+    def update_gen_params(self, **gen_params: Any) -> dict[str, Any]:
+        """The generation settings with ``gen_params`` applied, as a dict (lagent's
+        method); the LLM's own settings do not change.
+
+        Raises:
+            ValueError: An unknown setting or an invalid value.
+        """
+        return dict(self.params(**gen_params).items())
+
+    @property
+    def template_parser(self) -> Callable[[Conversation], str | list[dict[str, Any]]]:
+        """lagent's ``template_parser``: called with a conversation, it returns what
+        this LLM sends for it (the rendered prompt, or the messages)."""
+        return functools.partial(_what_is_sent, self)
+
 
 # ---------------------------------------------------------------------- shared stream plumbing
+
+
+def _with_session(gen_params: dict[str, Any], session_id: int | str | None) -> dict[str, Any]:
+    """The settings with a positional ``session_id`` (lagent's call shape) folded in."""
+    return gen_params if session_id is None else {**gen_params, 'session_id': session_id}
+
+
+def _what_is_sent(llm: BaseLLM, conversation: Conversation) -> str | list[dict[str, Any]]:
+    request = llm.prepare(conversation)
+    return request.prompt if request.prompt is not None else list(request.messages or [])
+
+
+async def _whole_step(answer: Any) -> AsyncIterator[StreamChatStep]:
+    response = await answer
+    yield ModelStatusCode.END, response.text, response
 
 
 class _ReplyFilter:

@@ -32,7 +32,7 @@ from lagent.llms.base import BaseLLM, LLMRequest
 from lagent.prompts import ChatTemplate
 from lagent.schema import Chunk, GenerationParams
 
-__all__ = ['HFTransformer']
+__all__ = ['HFTransformer', 'HFTransformerCasualLM', 'HFTransformerChat']
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +54,9 @@ class HFTransformer(BaseLLM):
             (``'cuda:1'``...).
         torch_dtype: The weights' dtype (``'auto'``, ``'float32'``, ``torch.bfloat16``...).
         trust_remote_code: Allow the model directory's own Python code to run.
+        tokenizer_path: Where the tokenizer is, when not with the model (lagent 0.2).
+        tokenizer_kwargs: Further keywords of ``AutoTokenizer.from_pretrained`` (lagent 0.2).
+        model_kwargs: Further keywords of ``AutoModelForCausalLM.from_pretrained`` (lagent 0.2).
         **gen_params: Generation defaults (see :class:`~lagent.llms.base.BaseLLM`);
             ``seed`` seeds torch's global generator before each call.
 
@@ -75,6 +78,9 @@ class HFTransformer(BaseLLM):
         device: str = 'auto',
         torch_dtype: Any = 'auto',
         trust_remote_code: bool = False,
+        tokenizer_path: str | os.PathLike[str] | None = None,
+        tokenizer_kwargs: Mapping[str, Any] | None = None,
+        model_kwargs: Mapping[str, Any] | None = None,
         **gen_params: Any,
     ):
         torch = import_optional('torch', package='torch', extra='hf', note=_TORCH_NOTE)
@@ -85,14 +91,22 @@ class HFTransformer(BaseLLM):
         options: dict[str, Any] = dict(trust_remote_code=trust_remote_code)
         if gguf_file is not None:
             options['gguf_file'] = gguf_file
+        tokenizer_source, tokenizer_options = source, dict(options)
+        if tokenizer_path is not None:
+            tokenizer_source, tokenizer_gguf = _split_gguf(Path(tokenizer_path), None)
+            tokenizer_options.pop('gguf_file', None)
+            if tokenizer_gguf is not None:
+                tokenizer_options['gguf_file'] = tokenizer_gguf
+        tokenizer_options.update(tokenizer_kwargs or {})
+        loading = {'dtype': torch_dtype, **options, **(model_kwargs or {})}
         processor = None
         if gguf_file is None and _is_vision_model(transformers, source, options):
-            processor = transformers.AutoProcessor.from_pretrained(source, **options)
+            processor = transformers.AutoProcessor.from_pretrained(tokenizer_source, **tokenizer_options)
             tokenizer = processor.tokenizer
-            model = transformers.AutoModelForImageTextToText.from_pretrained(source, dtype=torch_dtype, **options)
+            model = transformers.AutoModelForImageTextToText.from_pretrained(source, **loading)
         else:
-            tokenizer = transformers.AutoTokenizer.from_pretrained(source, **options)
-            model = transformers.AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, **options)
+            tokenizer = transformers.AutoTokenizer.from_pretrained(tokenizer_source, **tokenizer_options)
+            model = transformers.AutoModelForCausalLM.from_pretrained(source, **loading)
         self._attach(torch, transformers, model, tokenizer, device, processor)
 
     @classmethod
@@ -349,3 +363,10 @@ def _engine_errors() -> Iterator[None]:
         yield
     except (RuntimeError, ValueError) as exc:
         raise LLMError(f'transformers generate failed: {exc}') from exc
+
+
+HFTransformerCasualLM = HFTransformer
+"""lagent 0.2's name (sic) of :class:`HFTransformer`."""
+
+HFTransformerChat = HFTransformer
+"""lagent 0.2's chat variant: the same engine (without a meta_template it applies the tokenizer's chat template)."""

@@ -4,28 +4,51 @@
 The server is started with the ``lmdeploy`` command line (``lmdeploy serve
 api_server ...``) rather than ``lmdeploy.serve()``, which changed between
 releases; :class:`~lagent.llms.process.ServerProcess` owns its lifecycle.
+The command can be another one that takes lmdeploy's arguments (lmdeploy in a
+conda environment, a wrapper script).
+
+API keys: lmdeploy takes them only on its command line (``--api-keys``; it has
+no environment variable or file for them), so while the server runs they are
+readable by other users of the machine in ``ps`` and ``/proc/PID/cmdline``
+(unless ``/proc`` is mounted with ``hidepid=2``). lagent masks them in its own
+logs, errors and reprs.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import shlex
 import shutil
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from lagent.errors import MissingExtraError
+from lagent.errors import EngineStartError, EngineUnavailableError, MissingExtraError
 from lagent.llms.lmdeploy_client import LMDeployClient
 from lagent.llms.process import ChildServerMixin, ServerProcess, free_port
 
-__all__ = ['LMDeployServer', 'find_lmdeploy', 'lmdeploy_command']
+__all__ = ['LMDeployServer', 'find_lmdeploy', 'lmdeploy_command', 'no_cuda_reason']
+
+DEFAULT_COMMAND = 'lmdeploy'
+"""The command :class:`LMDeployServer` runs unless told otherwise."""
+NO_CUDA_MARKERS = (
+    'Torch not compiled with CUDA enabled',
+    'Found no NVIDIA driver on your system',
+    'No CUDA GPUs are available',
+    'no CUDA-capable device is detected',
+    'CUDA driver initialization failed',
+    'libcuda.so: cannot open shared object file',
+)
+"""What lmdeploy (through torch) prints when it finds no usable CUDA device."""
 
 _SCALARS = (str, int, float)
+_NO_CUDA_LOG_LINES = 200
 
 
 def lmdeploy_command(
-    executable: str,
+    executable: str | Sequence[str],
     path: str,
     *,
     server_name: str,
@@ -41,7 +64,8 @@ def lmdeploy_command(
     """Build the argv of ``lmdeploy serve api_server``.
 
     Args:
-        executable: The ``lmdeploy`` command.
+        executable: The ``lmdeploy`` executable, or a command (a list) that takes
+            lmdeploy's arguments, e.g. ``['conda', 'run', '-n', 'lmd', 'lmdeploy']``.
         path: The model (a local directory or a model id).
         server_name: ``--server-name``.
         server_port: ``--server-port``.
@@ -58,9 +82,13 @@ def lmdeploy_command(
 
     Raises:
         TypeError: A ``serve_cfg`` value that has no command-line form.
+        ValueError: An empty command.
     """
+    prefix = [executable] if isinstance(executable, str) else list(executable)
+    if not prefix:
+        raise ValueError('the lmdeploy command must not be empty')
     command = [
-        executable, 'serve', 'api_server', path,
+        *prefix, 'serve', 'api_server', path,
         '--server-name', server_name,
         '--server-port', str(server_port),
         '--tp', str(tp),
@@ -93,6 +121,17 @@ def _option(flag: str, value: Any) -> list[str]:
         f'serve_cfg option {flag[2:]!r} must be a str, number, bool, list or dict (a command-line value), '
         f'got {type(value).__name__}; give engine settings as options, e.g. {{"cache_max_entry_count": 0.5}}'
     )
+
+
+def no_cuda_reason(log: str) -> str | None:
+    """What an lmdeploy log says about finding no CUDA device (the error, without
+    the logger's prefix), or ``None`` if it says nothing of the kind."""
+    for line in reversed(log.splitlines()):
+        for marker in NO_CUDA_MARKERS:
+            if marker in line:
+                found = re.search(r'(?:\w+(?:Error|Exception): )?' + re.escape(marker) + r'.*', line)
+                return found.group(0).strip() if found else marker
+    return None
 
 
 def find_lmdeploy() -> str:
@@ -129,9 +168,14 @@ class LMDeployServer(ChildServerMixin, LMDeployClient):
         backend: ``'turbomind'`` or ``'pytorch'``.
         session_len: Longest session in tokens (``None``: the model's default).
         api_keys: Keys the server accepts (a string or a list); the first is
-            used by this client. Never logged.
+            used by this client. Never logged by lagent, but lmdeploy takes them
+            on its command line, where other users of the machine can read them
+            (see the module docstring).
         ready_timeout: Seconds to wait for the server to load the model and answer.
         log_path: File for the server's output (default: a temporary file).
+        command: What to run instead of ``lmdeploy``: an executable, a command
+            line (split as a shell would) or an argv list; it is given
+            lmdeploy's arguments (``serve api_server PATH --server-port ...``).
         meta_template: Role dicts or a registered template name; with one, the
             prompt is rendered here and sent to ``/v1/completions``.
         **gen_params: Generation defaults (see :class:`~lagent.llms.base.BaseLLM`)
@@ -142,10 +186,13 @@ class LMDeployServer(ChildServerMixin, LMDeployClient):
             (its ``pid``, ``url``, ``log_path``, ``log_tail()``).
 
     Raises:
-        MissingExtraError: The ``lmdeploy`` command is not installed.
+        MissingExtraError: The ``lmdeploy`` command is not installed (the default command only).
         TypeError: A ``serve_cfg`` value that has no command-line form.
-        EngineStartError: The port is taken, or the server exited or was not
-            ready in time (the message quotes the end of its log).
+        ValueError: An empty ``command``.
+        EngineUnavailableError: lmdeploy found no CUDA device where it ran.
+        EngineStartError: The port is taken, the command cannot run, or the
+            server exited or was not ready in time (the message quotes the end
+            of its log, e.g. lmdeploy's words about a model path that does not exist).
     """
 
     def __init__(
@@ -164,12 +211,13 @@ class LMDeployServer(ChildServerMixin, LMDeployClient):
         ready_timeout: float = 1800.0,
         log_path: str | Path | None = None,
         meta_template: Sequence[Mapping[str, Any]] | str | None = None,
+        command: str | Sequence[str] = DEFAULT_COMMAND,
         **gen_params: Any,
     ):
         keys = [api_keys] if isinstance(api_keys, str) else list(api_keys or ())
         port = server_port if server_port is not None else free_port(server_name)
-        command = lmdeploy_command(
-            find_lmdeploy(),
+        argv = lmdeploy_command(
+            _resolve_command(command),
             path,
             server_name=server_name,
             server_port=port,
@@ -182,7 +230,7 @@ class LMDeployServer(ChildServerMixin, LMDeployClient):
             serve_cfg=serve_cfg,
         )
         self.process = ServerProcess(
-            command,
+            argv,
             host=server_name,
             port=port,
             name='lmdeploy',
@@ -199,4 +247,21 @@ class LMDeployServer(ChildServerMixin, LMDeployClient):
             **gen_params,
         )
         self.path = path
-        self._start_server()
+        try:
+            self._start_server()
+        except EngineStartError as exc:
+            reason = no_cuda_reason(self.process.log_tail(_NO_CUDA_LOG_LINES))
+            if reason is None:
+                raise
+            raise EngineUnavailableError(
+                f'lmdeploy found no CUDA device ({reason}), and LMDeployServer needs one; without a GPU use '
+                'LlamaCpp or HFTransformer, or LMDeployClient against an lmdeploy server running elsewhere '
+                f"(lmdeploy's log: {self.process.log_path})"
+            ) from exc
+
+
+def _resolve_command(command: str | Sequence[str]) -> list[str]:
+    """The command as an argv prefix; the default ``lmdeploy`` is looked up as :func:`find_lmdeploy` does."""
+    if command == DEFAULT_COMMAND:
+        return [find_lmdeploy()]
+    return shlex.split(command) if isinstance(command, str) else [str(part) for part in command]

@@ -210,21 +210,36 @@ class GPTAPI(OpenAICompatible):
             ``.../chat/completions`` address the original took).
         meta_template: Role dicts; the original's ``api_role`` templates only rename roles.
         json_mode: Ask for a JSON object reply (``response_format``).
+        openai_api_base: The original's name for ``api_base`` (wins when given).
+        query_per_second: Accepted for the original's call shape; requests are
+            not rate-limited here (the transport backs off on HTTP 429).
         **kwargs: Further :class:`OpenAICompatible` keywords and generation defaults.
+
+    Raises:
+        ValueError: ``key`` is a list with more than one key (the original
+            rotated keys; pass one).
     """
 
     def __init__(
         self,
         model_type: str = 'gpt-4o-mini',
         retry: int = 2,
-        key: str | None = 'ENV',
+        key: str | Sequence[str] | None = 'ENV',
         api_base: str = 'https://api.openai.com/v1',
         meta_template: Sequence[Mapping[str, Any]] | str | None = None,
         json_mode: bool = False,
+        *,
+        openai_api_base: str | None = None,
+        query_per_second: float = 1,
         **kwargs: Any,
     ):
+        if isinstance(key, (list, tuple)):
+            if len(key) > 1:
+                raise ValueError('GPTAPI takes one API key; the original rotated a list of keys, this does not')
+            key = key[0] if key else None
         if key == 'ENV':
             key = os.environ.get('OPENAI_API_KEY')
+        api_base = openai_api_base or api_base
         if isinstance(api_base, str):  # anything else is refused, with its reason, by OpenAICompatible
             for suffix in ('/chat/completions', '/completions'):
                 api_base = api_base.removesuffix(suffix)

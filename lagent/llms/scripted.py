@@ -29,6 +29,8 @@ class ScriptedLLM(BaseLLM):
     Attributes:
         requests: Every request received, in order: the prompt string, or the
             list of message dicts on the messages path.
+        tools_seen: The tool schemas of each request (``None`` without).
+        tool_choices_seen: The tool choice of each request (``None`` without).
 
     Example:
         >>> llm = ScriptedLLM(['Hello!', 'Bye.'])
@@ -50,9 +52,12 @@ class ScriptedLLM(BaseLLM):
         self.chunk_size = chunk_size
         self.requests: list[Any] = []
         self.tools_seen: list[list[dict[str, Any]] | None] = []
+        self.tool_choices_seen: list[str | dict[str, Any] | None] = []
         self._lock = threading.Lock()
 
-    def _next_reply(self, request: Any, tools: list[dict[str, Any]] | None) -> Response:
+    def _next_reply(
+        self, request: Any, tools: list[dict[str, Any]] | None, tool_choice: str | dict[str, Any] | None = None
+    ) -> Response:
         with self._lock:
             index = len(self.requests)
             if index >= len(self.replies):
@@ -61,6 +66,7 @@ class ScriptedLLM(BaseLLM):
                 )
             self.requests.append(request)
             self.tools_seen.append(tools)
+            self.tool_choices_seen.append(tool_choice)
             reply = self.replies[index]
         if callable(reply) and not isinstance(reply, (Response, ToolCall)):
             reply = reply(request)
@@ -89,7 +95,7 @@ class ScriptedLLM(BaseLLM):
     def _stream(self, request: LLMRequest, params: GenerationParams) -> Iterator[Chunk]:
         if request.prompt is not None:
             return self._chunks(self._next_reply(request.prompt, None))
-        return self._chunks(self._next_reply(request.messages, request.tools))
+        return self._chunks(self._next_reply(request.messages, request.tools, request.tool_choice))
 
     @property
     def remaining(self) -> Sequence[ScriptedReply]:

@@ -219,15 +219,56 @@ def test_tool_timeout_is_shown_to_the_model(dialect: Dialect) -> None:
     assert dialect.shows(agent.llm.requests[1], returned.errmsg)
 
 
-def test_max_turn_ends_the_run_with_a_status(dialect: Dialect) -> None:
+def test_max_turn_ends_the_run_with_a_status_and_a_reason(dialect: Dialect) -> None:
     replies = [dialect.call('add', '{"a": 1, "b": 1}') for _ in range(3)]
     agent = dialect.agent(replies, max_turn=2)
     _events, final = run(agent)
     assert final.status == AgentStatusCode.SESSION_OUT_OF_LIMIT
+    assert 'still called a tool in its last allowed reply' in final.errmsg
     assert len(agent.llm.requests) == 2 and len(agent.llm.remaining) == 1
     result = dialect.agent(replies, max_turn=2).chat('again')  # the same through chat
     assert result.status == AgentStatusCode.SESSION_OUT_OF_LIMIT and result.turns == 2
-    assert len(result.tool_results) == 2
+    assert len(result.tool_results) == 1  # the call in the last reply is not run
+    assert result.errmsg == final.errmsg
+
+
+def asked_to_answer(agent: BaseAgent, index: int) -> bool:
+    """Whether request ``index`` asked for the answer: natively by ``tool_choice='none'``,
+    else by the final prompt (after the question and the tool results)."""
+    if isinstance(agent, FunctionCallAgent) and agent.native:
+        return agent.llm.tool_choices_seen[index] == 'none'
+    return agent.final_prompt in request_text(agent.llm.requests[index])
+
+
+def test_the_last_allowed_reply_is_asked_to_answer(dialect: Dialect) -> None:
+    agent = dialect.agent([dialect.call('add', '{"a": 2, "b": 3}'), dialect.answer('5')], max_turn=2)
+    result = agent.chat('What is 2 + 3?')
+    assert result.status == AgentStatusCode.END and result.answer == '5' and result.errmsg is None
+    assert asked_to_answer(agent, 1) and not asked_to_answer(agent, 0)
+    assert agent.final_prompt not in request_text([m.to_openai() for m in agent.memory.messages])  # not kept
+    if not (isinstance(agent, FunctionCallAgent) and agent.native):  # the question and results come again
+        assert 'The question: What is 2 + 3?\nTool results:\n- add({"a": 2, "b": 3}): 5' in request_text(
+            agent.llm.requests[1]
+        ).replace('\\n', '\n').replace('\\"', '"')
+
+
+def test_a_repeated_call_is_the_cue_to_answer(dialect: Dialect) -> None:
+    call = dialect.call('add', '{"a": 2, "b": 3}')
+    again = dialect.call('add', '{"b": 3, "a": 2}')  # the same arguments in another order
+    agent = dialect.agent([call, again, dialect.answer('5')], max_turn=5)
+    result = agent.chat('What is 2 + 3?')
+    assert result.answer == '5' and result.turns == 3 and len(result.tool_results) == 2
+    assert asked_to_answer(agent, 2) and not asked_to_answer(agent, 1)
+
+
+def test_an_empty_reply_is_not_an_answer(dialect: Dialect) -> None:
+    agent = dialect.agent(['', dialect.answer('5')], max_turn=4)
+    result = agent.chat('What is 2 + 3?')
+    assert result.status == AgentStatusCode.END and result.answer == '5' and result.turns == 2
+    assert asked_to_answer(agent, 1)  # the next reply is the last one
+    failed = dialect.agent(['', ''], max_turn=4).chat('What is 2 + 3?')
+    assert failed.status == AgentStatusCode.SESSION_OUT_OF_LIMIT and failed.turns == 2
+    assert 'empty reply' in failed.errmsg
 
 
 def test_llm_errors_are_raised(dialect: Dialect) -> None:
@@ -390,7 +431,7 @@ def test_react_sends_its_stop_word_and_tools() -> None:
     system = llm.requests[0][0]
     assert system['role'] == 'system' and 'add' in system['content'] and 'Action Input:' in system['content']
     agent = ReAct(llm, [add], stop_words=['END'])
-    assert agent._generation_kwargs()['stop_words'] == ('END', 'Observation:')
+    assert agent._settings({})['stop_words'] == ('END', 'Observation:')
 
 
 def test_react_action_without_a_name_is_shown_to_the_model() -> None:
@@ -416,7 +457,7 @@ def test_text_path_renders_tools_into_the_prompt() -> None:
     prompt = llm.requests[0]
     assert llm.tools_seen[0] is None
     assert '<tools>' in prompt and json.dumps(agent.executor.tool_schemas()[0]['function']) in prompt
-    assert agent._generation_kwargs()['stop_words'] == ('<|im_end|>', '<tool_response>')
+    assert agent._settings({})['stop_words'] == ('<|im_end|>', '<tool_response>')
 
 
 def test_native_needs_an_engine_that_sends_tools() -> None:
@@ -426,13 +467,22 @@ def test_native_needs_an_engine_that_sends_tools() -> None:
 
 
 def test_tool_choice_applies_to_the_first_reply_and_streams_only_when_safe() -> None:
-    agent = FunctionCallAgent(ScriptedLLM([]), [add], tool_choice='add', next_tool_choice='none')
-    first, later = agent._model_request(1), agent._model_request(2)
+    agent = FunctionCallAgent(ScriptedLLM([]), [add, boom], tool_choice='add', next_tool_choice='none')
+    first, later = agent._model_request(1, False), agent._model_request(2, False)
     assert first.tool_choice == {'type': 'function', 'function': {'name': 'add'}} and first.stream
     assert later.tool_choice == 'none' and later.stream
-    auto = FunctionCallAgent(ScriptedLLM([]), [add])._model_request(1)
+    auto = FunctionCallAgent(ScriptedLLM([]), [add, boom])._model_request(1, False)
     assert auto.tool_choice == 'auto' and not auto.stream
-    assert FunctionCallAgent(ScriptedLLM([]), [add], stream_auto_tools=True)._model_request(1).stream
+    assert FunctionCallAgent(ScriptedLLM([]), [add, boom], stream_auto_tools=True)._model_request(1, False).stream
+    last = FunctionCallAgent(ScriptedLLM([]), [add, boom], tool_choice='required')._model_request(1, True)
+    assert last.tool_choice == 'none' and last.stream  # the last allowed reply never calls a tool
+
+
+def test_with_one_tool_the_default_is_call_it_then_answer() -> None:
+    agent = FunctionCallAgent(ScriptedLLM([]), [add])
+    assert agent._model_request(1, False).tool_choice == {'type': 'function', 'function': {'name': 'add'}}
+    assert agent._model_request(2, False).tool_choice == 'none'
+    assert FunctionCallAgent(ScriptedLLM([]), [add], tool_choice='auto')._model_request(1, False).tool_choice == 'auto'
     with pytest.raises(ValueError, match='not a tool'):
         FunctionCallAgent(ScriptedLLM([]), [add], tool_choice={'type': 'function', 'function': {'name': 'x'}})
     with pytest.raises(ValueError, match='tool name'):
@@ -467,7 +517,7 @@ def test_internlm2_prompt_follows_the_protocol() -> None:
         '<|action_end|>\n<|im_end|>\n<|im_start|>environment name=<|plugin|>\n5<|im_end|>\n<|im_start|>assistant\n'
     )
     assert second.endswith(expected_call)
-    assert agent._generation_kwargs()['stop_words'] == ('<|action_end|>', '<|im_end|>')
+    assert agent._settings({})['stop_words'] == ('<|action_end|>', '<|im_end|>')
 
 
 def test_internlm2_uses_the_llm_template_when_it_has_one() -> None:

@@ -35,8 +35,8 @@ def test_readme_example_answers_444_through_the_calculator() -> None:
     calls = [line for line in lines if line.startswith('[tool call] ')]
     assert calls == ['[tool call] Calculator {"expression": "37 * 12"}']
     assert '[tool result] 444' in lines
-    [answer] = [line for line in lines if line.startswith('[answer] ')]
-    assert answer.endswith('(END)') and '444' in answer
+    [answer] = [line for line in lines if line.startswith('[answer ')]
+    assert answer.startswith('[answer END] ') and '444' in answer
     assert lines.index(calls[0]) < lines.index('[tool result] 444') < lines.index(answer)
     streamed = [line for line in lines if line.startswith('[assistant] ')]
     assert streamed and '444' in streamed[-1]
@@ -49,3 +49,22 @@ def test_streaming_chat_example_replies_and_ends_on_an_empty_line() -> None:
     assert len(replies) == 2
     assert all(line.split('bot> ', 1)[1].strip() for line in replies)
     assert lines[-1].endswith('you> ')  # the empty line ended the loop
+
+
+@pytest.mark.slow
+def test_default_agent_answers_arithmetic_through_the_calculator() -> None:
+    """Three questions of benchmarks/agent_arithmetic.py, default settings, the embedded model."""
+    from lagent.actions import Calculator
+    from lagent.agents import FunctionCallAgent
+    from lagent.llms import default_llm
+
+    with default_llm() as llm:
+        for question, expected in [
+            ('What is 845 + 1277?', '2122'),
+            ('What is 612 - 389?', '223'),
+            ('What is 99 * 99?', '9801'),
+        ]:
+            result = FunctionCallAgent(llm, [Calculator()]).chat(question)
+            assert result.status.name == 'END', (question, result.errmsg)
+            assert [r.format_result() for r in result.tool_results] == [expected]
+            assert expected in result.answer, (question, result.answer)

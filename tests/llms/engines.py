@@ -15,17 +15,21 @@ import pytest
 from lagent.llms.scripted import ScriptedLLM
 
 ENGINES = [
-    'scripted', 'llamacpp', 'hf', 'openai', 'lmdeploy_client', 'llamacpp_server', 'triton', 'triton_vllm', 'router',
-    'served',
+    'scripted', 'llamacpp', 'hf', 'openai', 'lmdeploy_client', 'lmdeploy_server', 'lmdeploy_pipeline',
+    'llamacpp_server', 'triton', 'triton_vllm', 'router', 'served',
 ]  # fmt: skip
 TOKEN_COUNTING_ENGINES: list[str] = [
-    'llamacpp', 'hf', 'openai', 'lmdeploy_client', 'llamacpp_server', 'router', 'served',
+    'llamacpp', 'hf', 'openai', 'lmdeploy_client', 'lmdeploy_server', 'lmdeploy_pipeline', 'llamacpp_server',
+    'router', 'served',
 ]  # fmt: skip
 MESSAGES_ENGINES: list[str] = [
-    'scripted', 'llamacpp', 'hf', 'openai', 'lmdeploy_client', 'llamacpp_server', 'router', 'served',
+    'scripted', 'llamacpp', 'hf', 'openai', 'lmdeploy_client', 'lmdeploy_server', 'lmdeploy_pipeline',
+    'llamacpp_server', 'router', 'served',
 ]  # fmt: skip
 """Engines that take conversations as messages (the model's own chat template applies)."""
-NATIVE_TOOL_ENGINES: list[str] = ['llamacpp', 'openai', 'lmdeploy_client', 'llamacpp_server', 'router', 'served']
+NATIVE_TOOL_ENGINES: list[str] = [
+    'llamacpp', 'openai', 'lmdeploy_client', 'lmdeploy_server', 'llamacpp_server', 'router', 'served'
+]  # fmt: skip
 """Engines whose model returns structured tool calls (the scripted engine's replies are text)."""
 AGENT_ENGINES = [name for name in ENGINES if name != 'served']
 """Engines the agents are run on: 'served' is llamacpp behind ``lagent serve`` (its agents: tests/serve)."""

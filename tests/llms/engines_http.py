@@ -1,5 +1,6 @@
-"""Contract-suite fixtures of the served engines, run against the real llama.cpp
-OpenAI-compatible server of the session (``llamacpp_url``)."""
+"""Contract-suite fixtures of the served engines that speak to the real llama.cpp
+OpenAI-compatible server of the session (``llamacpp_url``); the lmdeploy engines,
+on lmdeploy's own server, are in ``engines_lmdeploy.py``."""
 
 from __future__ import annotations
 
@@ -30,11 +31,6 @@ def _maker(cls: type[OpenAICompatible], url: str) -> Iterator[Callable[..., Open
 @pytest.fixture
 def engine_openai(llamacpp_url: str) -> Iterator[Callable[..., OpenAICompatible]]:
     yield from _maker(OpenAICompatible, llamacpp_url)
-
-
-@pytest.fixture
-def engine_lmdeploy_client(llamacpp_url: str) -> Iterator[Callable[..., OpenAICompatible]]:
-    yield from _maker(LMDeployClient, llamacpp_url)
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from lagent.images import ImagePolicy, find_images
 from lagent.llms import LLMRequest
 from lagent.llms.lmdeploy_pipeline import LMDeployPipeline, pipeline_inputs
 from tests.fixtures.image_server import png_bytes
-from tests.llms.test_lmdeploy_pipeline import REPLY, standin  # noqa: F401  (the stand-in pipeline fixture)
+from tests.fixtures.lmdeploy_standin_pipeline import REPLY, standin  # noqa: F401  (the stand-in pipeline fixture)
 
 multimodal = pytest.importorskip('lmdeploy.serve.processors.multimodal', reason='lmdeploy is not installed')
 Processor = multimodal.MultimodalProcessor

@@ -1,17 +1,17 @@
 """LMDeployPipeline without a GPU: the device check, the pure settings mapping,
-that mapping fed to lmdeploy's real config classes, and the engine's plumbing
-against a stand-in of lmdeploy's ``Pipeline`` that hands out lmdeploy's real
-``Response``/``GenOut`` objects (these need lmdeploy importable; they skip otherwise).
-
-The engine itself needs CUDA; ``tests/gpu/`` runs it end to end on a GPU machine.
+that mapping fed to lmdeploy's real config classes, and the engine end to end on
+lmdeploy's own ``Pipeline`` and ``AsyncEngine`` with the CPU engine of
+``tests/fixtures/lmdeploy_cpu.py`` (scripted replies; SmolLM2 through llama.cpp
+where the model itself is the point). ``tests/gpu/`` runs it on a real GPU.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sys
-import threading
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -26,6 +26,7 @@ from lagent.llms.lmdeploy_pipeline import (
     require_device,
 )
 from lagent.schema import GenerationParams, ModelStatusCode
+from tests.fixtures.lmdeploy_cpu import CPUEngines, cpu_engine, scripted_model
 
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason='checks the behaviour without a CUDA device')
 
@@ -174,191 +175,149 @@ def test_invalid_engine_config_value_raises_value_error(lmdeploy_messages) -> No
         _build(lmdeploy_messages.TurbomindEngineConfig, engine_config_fields(tp=0), what='turbomind engine config')
 
 
-# ---------------------------------------------------------------------- against a stand-in of lmdeploy's Pipeline
+# ---------------------------------------------------------------------- on lmdeploy's own Pipeline, CPU engine
 
-REPLY = ['The', ' sea', ' is', ' wide', ' and', ' deep', '.']
-
-
-class _Session:
-    def __init__(self, session_id: int):
-        self.session_id = session_id
-        self.aborted = False
-
-    def abort(self) -> None:
-        self.aborted = True
-
-    async def async_abort(self) -> None:
-        self.aborted = True
+TEMPLATED = 'Answered through the chat template.'
+RULES = [
+    {'when': '[[slow]]', 'reply': ' tick', 'forever': True, 'delay': 0.05},
+    {'when': '[[special]]', 'reply': 'Hi <|im_start|> there'},
+    {'when': '[[sea]]', 'reply': 'The sea is wide and deep.'},
+    # SmolLM2's own chat template starts with this system turn: lmdeploy applied it
+    {'when': '<|im_start|>system\nYou are a helpful AI assistant named SmolLM', 'reply': TEMPLATED},
+]
+SEA = 'The sea is wide and deep.'
 
 
-class _LoopThread:
-    """An event loop in its own thread, as lmdeploy's pipeline keeps one."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-        self.loop.close()
-
-
-class _StandInPipeline:
-    """lmdeploy's ``Pipeline`` interface (0.16+), answering every request with REPLY one
-    token at a time, as lmdeploy's real ``Response``/``GenOut`` objects (delta text,
-    cumulative ``generate_token_len``, ``finish_reason`` on the last one)."""
-
-    def __init__(self, response_class: type, genout_class: type):
-        self.response_class = response_class
-        self.genout_class = genout_class
-        self.sessions: list[_Session] = []
-        self.calls: list[dict] = []
-        self.internal_thread = _LoopThread()
-        self.async_engine = _StandInEngine(self)
-        self.closed = False
-
-    def session(self) -> _Session:
-        self.sessions.append(_Session(len(self.sessions)))
-        return self.sessions[-1]
-
-    def steps(self, prompt, gen_config) -> Iterator[tuple[str, int, int, str | None]]:
-        """(delta, input_token_len, generate_token_len, finish_reason) of one reply."""
-        tokens = REPLY[: gen_config.max_new_tokens]
-        prompt_tokens = len(str(prompt).split())
-        for index, token in enumerate(tokens, 1):
-            yield token, prompt_tokens, index, None
-        yield '', prompt_tokens, len(tokens), 'length' if len(tokens) < len(REPLY) else 'stop'
-
-    def stream_infer(self, prompts, sessions=None, gen_config=None, do_preprocess=True, **kwargs):
-        self.calls.append(dict(kind='stream_infer', prompts=prompts, gen_config=gen_config, pre=do_preprocess))
-        for text, prompt_tokens, generated, finish in self.steps(prompts, gen_config):
-            if sessions.aborted:
-                return
-            yield self.response_class(
-                text=text, generate_token_len=generated, input_token_len=prompt_tokens, finish_reason=finish
-            )
-
-    def infer(self, prompts, gen_config=None, do_preprocess=True, **kwargs):
-        self.calls.append(dict(kind='infer', prompts=prompts, gen_config=gen_config, pre=do_preprocess))
-        outputs = []
-        for index, prompt in enumerate(prompts):
-            steps = list(self.steps(prompt, gen_config))
-            outputs.append(
-                self.response_class(
-                    text=''.join(s[0] for s in steps),
-                    generate_token_len=steps[-1][2],
-                    input_token_len=steps[-1][1],
-                    finish_reason=steps[-1][3],
-                    index=index,
-                )
-            )
-        return outputs
-
-    def close(self) -> None:
-        self.closed = True
-        self.internal_thread.close()
-
-
-class _StandInEngine:
-    """lmdeploy's ``AsyncEngine`` from 0.16: ``preprocess`` then ``generate``, on the pipeline's loop."""
-
-    def __init__(self, pipe: _StandInPipeline):
-        self.pipe = pipe
-
-    async def preprocess(self, messages, session_id, gen_config=None, do_preprocess=True, **kwargs):
-        assert asyncio.get_running_loop() is self.pipe.internal_thread.loop
-        self.pipe.calls.append(dict(kind='preprocess', prompts=messages, gen_config=gen_config, pre=do_preprocess))
-        return dict(messages=messages, session=session_id, gen_config=gen_config)
-
-    async def generate(self, request, stream_response=True):
-        for text, prompt_tokens, generated, finish in self.pipe.steps(request['messages'], request['gen_config']):
-            await asyncio.sleep(0.01)
-            if request['session'].aborted:
-                return
-            yield self.pipe.genout_class(text, prompt_tokens, generated, finish)
+@pytest.fixture(scope='module')
+def cpu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LMDeployPipeline, CPUEngines]]:
+    """An LMDeployPipeline (default backend: lmdeploy falls back to its PyTorch engine) on a scripted model."""
+    model = scripted_model(tmp_path_factory.mktemp('pipeline') / 'model', RULES)
+    with cpu_engine() as engines:
+        llm = LMDeployPipeline(str(model), session_len=2048)
+    yield llm, engines
+    llm.close()
 
 
 @pytest.fixture
-def standin():
-    messages = pytest.importorskip('lmdeploy.messages', reason='lmdeploy is not installed')
-    core = pytest.importorskip('lmdeploy.serve.core.async_engine', reason='lmdeploy is not installed')
-    pipe = _StandInPipeline(messages.Response, core.GenOut)
-    yield pipe
-    if not pipe.closed:
-        pipe.close()
+def llm(cpu: tuple[LMDeployPipeline, CPUEngines]) -> LMDeployPipeline:
+    return cpu[0]
 
 
-def test_stream_maps_lmdeploy_responses_to_chunks(standin) -> None:
-    llm = LMDeployPipeline.from_pipeline(standin, temperature=0)
-    chunks = list(llm.stream('Tell me about the sea'))
-    assert ''.join(chunk.text for chunk in chunks) == ''.join(REPLY)
+@pytest.fixture
+def engine(cpu: tuple[LMDeployPipeline, CPUEngines]) -> Any:
+    return cpu[1].last
+
+
+def ended(engine: Any, since: int) -> list[dict[str, Any]]:
+    return [event for event in engine.events[since:] if event['event'] == 'end']
+
+
+def sessions_left(llm: LMDeployPipeline) -> dict:
+    """lmdeploy's own session table: empty once every request is over."""
+    return llm.pipe.async_engine.session_mgr.sessions
+
+
+@no_cuda
+def test_refused_again_after_the_cpu_engine_block(tmp_path: Path) -> None:
+    with cpu_engine():
+        pass
+    with pytest.raises(EngineUnavailableError, match='needs a CUDA device'):
+        LMDeployPipeline('smollm2')
+
+
+def test_by_name_on_smollm2_greedy_is_deterministic() -> None:
+    """``LMDeployPipeline(path='smollm2')``: the embedded model, its tokens from llama.cpp."""
+    with cpu_engine() as engines:
+        llm = LMDeployPipeline(path='smollm2', session_len=2048, temperature=0, max_new_tokens=12)
+    try:
+        assert type(engines.last).__name__ == 'CPUEngine'
+        replies = llm.generate(['The capital of France is', 'The capital of France is'])
+        assert replies[0] == replies[1] == llm.generate('The capital of France is') and replies[0].strip()
+        steps = list(llm.stream_chat([{'role': 'user', 'content': 'Name a fruit.'}]))
+        assert steps[-1][1] == llm.chat([{'role': 'user', 'content': 'Name a fruit.'}])
+    finally:
+        llm.close()
+
+
+def test_stream_maps_lmdeploy_outputs_to_chunks(llm: LMDeployPipeline, engine: Any) -> None:
+    since = len(engine.events)
+    chunks = list(llm.stream('[[sea]]', temperature=0))
+    assert ''.join(chunk.text for chunk in chunks) == SEA
+    assert len([chunk for chunk in chunks if chunk.text]) > 1
+    start, end = engine.events[since], engine.events[-1]
     assert chunks[-1].finish_reason == 'stop'
-    assert chunks[-1].usage.model_dump() == dict(prompt_tokens=5, completion_tokens=7, total_tokens=12)
-    call = standin.calls[-1]
-    assert call['kind'] == 'stream_infer' and call['pre'] is False  # a raw prompt: no template applied
-    assert call['gen_config'].do_sample is False and call['gen_config'].skip_special_tokens is False
+    assert chunks[-1].usage.prompt_tokens == start['prompt_tokens']
+    assert chunks[-1].usage.completion_tokens == end['generated'] - 1  # lmdeploy does not count the stop token
+    assert start['gen_config']['top_k'] == 1 and start['gen_config']['skip_special_tokens'] is False
 
 
-def test_conversation_without_template_goes_to_lmdeploy_template(standin) -> None:
-    llm = LMDeployPipeline.from_pipeline(standin)
-    conversation = [{'role': 'user', 'content': 'Hi'}]
-    assert llm.chat(conversation, max_new_tokens=3) == 'The sea is'
-    call = standin.calls[-1]
-    assert call['prompts'] == conversation and call['pre'] is True
-    assert call['gen_config'].max_new_tokens == 3
+def test_prompt_goes_raw_and_conversation_through_lmdeploy_template(llm: LMDeployPipeline) -> None:
+    assert llm.generate('[[sea]]') == SEA  # no template: the prompt is the text
+    assert llm.chat([{'role': 'user', 'content': 'Hi'}]) == TEMPLATED
 
 
-def test_stream_chat_stop_words_and_length(standin) -> None:
-    llm = LMDeployPipeline.from_pipeline(standin)
-    steps = list(llm.stream_chat([{'role': 'user', 'content': 'Hi'}], stop_words=[' and']))
+def test_stop_words_and_length(llm: LMDeployPipeline) -> None:
+    steps = list(llm.stream_chat([{'role': 'user', 'content': '[[sea]]'}], stop_words=[' and']))
     assert steps[-1][0] == ModelStatusCode.END and steps[-1][1] == 'The sea is wide'
-    assert standin.calls[-1]['gen_config'].stop_words == [' and']
-    response = llm.complete('Hi', max_new_tokens=2)
+    assert steps[-1][2].finish_reason == 'stop'
+    assert llm.generate('[[sea]]', stop_words=[' and']) == 'The sea is wide'
+    assert all(' and' not in text for text in llm.stream_generate('[[sea]]', stop_words=[' and']))
+    response = llm.complete('[[sea]]', max_new_tokens=2)
     assert response.finish_reason == 'length' and response.usage.completion_tokens == 2
 
 
-def test_closing_a_stream_early_aborts_the_session(standin) -> None:
-    llm = LMDeployPipeline.from_pipeline(standin)
-    with llm.stream('Hi') as stream:
-        next(stream)
-    assert standin.sessions[-1].aborted
-    assert llm.generate('Hi') == ''.join(REPLY)
-    assert not standin.sessions[-1].aborted  # a finished stream is not aborted
+@pytest.mark.parametrize(('skip', 'expected'), [(False, 'Hi <|im_start|> there'), (True, 'Hi  there')])
+def test_skip_special_tokens(llm: LMDeployPipeline, skip: bool, expected: str) -> None:
+    assert llm.generate('[[special]]', skip_special_tokens=skip) == expected
 
 
-def test_batch_goes_through_infer(standin) -> None:
-    llm = LMDeployPipeline.from_pipeline(standin)
-    assert llm.generate(['a b', 'c'], max_new_tokens=4, stop_words=[' is']) == ['The sea', 'The sea']
-    call = standin.calls[-1]
-    assert call['kind'] == 'infer' and call['prompts'] == ['a b', 'c'] and call['pre'] is False
-    replies = llm.chat([[{'role': 'user', 'content': 'x'}], [{'role': 'user', 'content': 'y'}]], max_new_tokens=2)
-    assert replies == ['The sea', 'The sea'] and standin.calls[-1]['pre'] is True
+def test_closing_a_stream_early_aborts_the_session(llm: LMDeployPipeline, engine: Any) -> None:
+    since = len(engine.events)
+    with llm.stream('[[slow]]', max_new_tokens=2000) as stream:
+        assert next(stream).text == ' tick'
+    (end,) = ended(engine, since)
+    assert end['status'] == 'CANCEL' and end['generated'] < 100
+    assert not engine.requests and not sessions_left(llm)
+    assert llm.generate('[[sea]]') == SEA
 
 
-async def test_async_uses_the_engine_api_on_lmdeploy_loop(standin) -> None:
-    llm = LMDeployPipeline.from_pipeline(standin)
-    assert await llm.agenerate('Hi there') == ''.join(REPLY)
-    assert [call['kind'] for call in standin.calls] == ['preprocess']
+def test_batch_goes_through_infer(llm: LMDeployPipeline, engine: Any) -> None:
+    since = len(engine.events)
+    assert llm.generate(['[[sea]]', '[[special]]'], stop_words=[' is']) == ['The sea', 'Hi <|im_start|> there']
+    assert len(ended(engine, since)) == 2
+    replies = llm.chat([[{'role': 'user', 'content': 'x'}], [{'role': 'user', 'content': 'y'}]])
+    assert replies == [TEMPLATED, TEMPLATED]
+    assert not sessions_left(llm)
+
+
+async def test_async_runs_on_lmdeploy_engine_loop(llm: LMDeployPipeline) -> None:
+    assert await llm.agenerate('[[sea]]') == SEA
     steps = [step async for step in llm.astream_chat([{'role': 'user', 'content': 'Hi'}], max_new_tokens=3)]
-    assert steps[-1][1] == 'The sea is' and steps[-1][2].finish_reason == 'length'
-    assert standin.calls[-1]['pre'] is True
+    assert steps[-1][2].finish_reason == 'length' and steps[-1][2].usage.completion_tokens == 3
+    assert TEMPLATED.startswith(steps[-1][1])
 
 
-async def test_closing_an_async_stream_early_aborts_the_session(standin) -> None:
-    llm = LMDeployPipeline.from_pipeline(standin)
-    stream = llm.astream('Hi')
+async def test_closing_an_async_stream_early_aborts_the_session(llm: LMDeployPipeline, engine: Any) -> None:
+    since = len(engine.events)
+    stream = llm.astream('[[slow]]', max_new_tokens=2000)
     first = await stream.__anext__()
     await stream.aclose()
-    assert first.text == 'The'
-    assert standin.sessions[-1].aborted
-    assert await llm.agenerate('Hi', max_new_tokens=2) == 'The sea'
+    assert first.text == ' tick'
+    for _ in range(200):  # the abort runs on lmdeploy's own event loop
+        if ended(engine, since):
+            break
+        await asyncio.sleep(0.05)
+    (end,) = ended(engine, since)
+    assert end['status'] == 'CANCEL' and end['generated'] < 100
+    assert not engine.requests and not sessions_left(llm)
+    assert await llm.agenerate('[[sea]]', max_new_tokens=2) == 'The sea'
 
 
-def test_close_closes_the_pipeline(standin) -> None:
-    llm = LMDeployPipeline.from_pipeline(standin)
+def test_close_closes_the_engine(tmp_path: Path) -> None:
+    with cpu_engine() as engines:
+        llm = LMDeployPipeline(str(scripted_model(tmp_path / 'model', RULES)), session_len=2048)
+    assert llm.generate('[[sea]]') == SEA
     llm.close()
-    assert standin.closed
+    assert engines.last.closed
     with pytest.raises(EngineUnavailableError, match='closed'):
         llm.generate('Hi')

@@ -22,9 +22,9 @@ TICK = 'tick '
 
 def calculator_script(messages: Any) -> Any:
     """A ``ScriptedLLM`` reply: a model that calls the calculator, then answers with its result."""
-    last = messages[-1]
-    if last['role'] == 'tool':
-        return f'37 * 12 is {last["content"]}.'
+    results = [message for message in messages[-2:] if message['role'] == 'tool']
+    if results:  # the result, perhaps followed by the agent's request for the answer
+        return f'37 * 12 is {results[-1]["content"]}.'
     return ToolCall(id='call_1', function=FunctionCall(name='Calculator', arguments='{"expression": "37 * 12"}'))
 
 
