@@ -36,8 +36,6 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote, urlparse
 
-import requests
-
 from lagent._optional import import_optional
 
 __all__ = [
@@ -292,6 +290,8 @@ def _read_file(ref: ImageRef, policy: ImagePolicy) -> bytes:
 def _fetch(ref: ImageRef, policy: ImagePolicy) -> bytes:
     if not policy.allow_fetch:
         raise ImageError(f'{ref.describe()}: fetching images is not allowed here (ImagePolicy.allow_fetch)')
+    import requests  # here: importing lagent does not load an HTTP client
+
     session = requests.Session()
     session.max_redirects = _MAX_REDIRECTS
     try:

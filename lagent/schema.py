@@ -342,8 +342,6 @@ class GenerationParams(BaseModel):
     """Accepted for lagent compatibility (every request is a whole sequence)."""
     sequence_end: bool = True
     """Accepted for lagent compatibility (every request is a whole sequence)."""
-    stream: bool = True
-    """Accepted for lagent compatibility: the ``stream*`` methods always stream, the others never do."""
 
     @field_validator(
         'max_new_tokens', 'min_new_tokens', 'temperature', 'top_p', 'top_k', 'repetition_penalty', 'seed', 'timeout',

@@ -386,3 +386,19 @@ def test_bench_help_shows_the_defaults() -> None:
     for action in bench._actions:
         if action.option_strings[0] in ('--input-len', '--output-len', '--num-requests', '--concurrency', '--seed'):
             assert 'default' in action.help, action.option_strings
+
+
+@pytest.mark.parametrize(
+    ('template', 'shown', 'turns'),
+    [
+        (None, 'request: messages', 2),
+        ('chatml', 'request: rendered prompt', 1),
+    ],  # one tool forces a first call natively
+)
+def test_agent_debug_shows_every_request(template: str | None, shown: str, turns: int) -> None:
+    options = ['--template', template] if template else []
+    result = lagent('agent', '--debug', '--tools', 'calculator', '--max-turn', '2', *options, 'What is 3 * 4?')
+    requests = result.stderr.count(f'LlamaCpp {shown}')
+    assert requests >= turns, result.stderr
+    assert result.stderr.count('--- generation settings: ') == requests
+    assert '3 * 4' in result.stderr

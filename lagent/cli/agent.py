@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
 
@@ -49,9 +48,9 @@ def run_agent(args: argparse.Namespace) -> int:
     settings = {} if args.temperature is None else {'temperature': args.temperature}  # agents default to greedy
     with ActionExecutor(make_tools(args.tools)) as executor, build_engine(args) as llm:
         agent = FunctionCallAgent(llm, executor, max_turn=args.max_turn, **settings)
-        if args.debug:
+        if args.debug:  # each request, tools included, is logged as it is sent
             path = 'native tool calls' if agent.native else 'tools described in the prompt, calls parsed from the text'
-            note(f'--- tools ({path}) ---\n{json.dumps(executor.tool_schemas(), indent=2)}')
+            note(f'--- tools: {", ".join(executor.names)} ({path}) ---')
         streamed = False
         final = None
         for event in agent.stream_chat(args.prompt):

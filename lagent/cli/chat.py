@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any, TextIO
 
@@ -11,7 +10,7 @@ from lagent.cli._common import build_engine, error, note
 from lagent.errors import LLMError
 from lagent.llms.base import BaseLLM
 
-__all__ = ['add_parser', 'chat_loop', 'run_chat', 'show_request', 'stream_reply']
+__all__ = ['add_parser', 'chat_loop', 'run_chat', 'stream_reply']
 
 
 def add_parser(commands: Any, engine: argparse.ArgumentParser) -> None:
@@ -31,12 +30,12 @@ def run_chat(args: argparse.Namespace) -> int:
     """``lagent chat``: one reply to PROMPT, or a loop over the lines of stdin."""
     with build_engine(args) as llm:
         if args.prompt is not None:
-            stream_reply(llm, [{'role': 'user', 'content': args.prompt}], debug=args.debug)
+            stream_reply(llm, [{'role': 'user', 'content': args.prompt}])
             return 0
-        return chat_loop(llm, sys.stdin, debug=args.debug)
+        return chat_loop(llm, sys.stdin)
 
 
-def chat_loop(llm: BaseLLM, lines: TextIO, *, debug: bool = False) -> int:
+def chat_loop(llm: BaseLLM, lines: TextIO) -> int:
     """Answer each line of ``lines`` with the conversation so far; ``/reset``
     forgets it, ``/exit`` (or end of input) stops. An engine error ends the
     turn, not the loop; the status is 1 if any turn failed."""
@@ -62,7 +61,7 @@ def chat_loop(llm: BaseLLM, lines: TextIO, *, debug: bool = False) -> int:
             continue
         history.append({'role': 'user', 'content': text})
         try:
-            reply = stream_reply(llm, history, debug=debug)
+            reply = stream_reply(llm, history)
         except LLMError as exc:
             history.pop()
             error(exc)
@@ -72,10 +71,8 @@ def chat_loop(llm: BaseLLM, lines: TextIO, *, debug: bool = False) -> int:
     return 1 if failed else 0
 
 
-def stream_reply(llm: BaseLLM, messages: list[dict[str, Any]], *, debug: bool = False) -> str:
-    """Stream the reply to ``messages`` to stdout and return it."""
-    if debug:
-        show_request(llm, messages)
+def stream_reply(llm: BaseLLM, messages: list[dict[str, Any]]) -> str:
+    """Stream the reply to ``messages`` to stdout and return it (``--debug`` logs the request)."""
     text = ''
     try:
         for chunk in llm.stream(messages):
@@ -88,18 +85,3 @@ def stream_reply(llm: BaseLLM, messages: list[dict[str, Any]], *, debug: bool = 
             sys.stdout.write('\n')
             sys.stdout.flush()
     return text
-
-
-def show_request(llm: BaseLLM, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> None:
-    """Write to stderr exactly what ``llm`` will be asked: the rendered prompt, or
-    the messages (and tools) for a chat endpoint, and the generation settings."""
-    request = llm.prepare(messages, tools=tools)
-    if request.prompt is not None:
-        note(f'--- rendered prompt ({type(llm).__name__}) ---\n{request.prompt}\n--- end of prompt ---')
-    else:
-        sent = {'messages': request.messages}
-        if request.tools:
-            sent.update(tools=request.tools, tool_choice=request.tool_choice)
-        note(f'--- messages ({type(llm).__name__}, template applied by the engine) ---')
-        note(json.dumps(sent, indent=2, ensure_ascii=False))
-    note(f'--- generation settings ---\n{json.dumps(llm.params().model_dump(mode="json"), ensure_ascii=False)}')

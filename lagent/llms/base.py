@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
 import threading
 import warnings
@@ -345,6 +346,22 @@ class BaseLLM:
             messages = inline_images(messages, self.image_policy)
         return LLMRequest(messages=messages, tools=tools, tool_choice=tool_choice if tools else None)
 
+    def _log_request(self, request: LLMRequest, params: GenerationParams) -> None:
+        """Log at DEBUG exactly what the engine is asked (``lagent ... --debug`` shows it):
+        the rendered prompt, or the messages and tools, and the generation settings."""
+        if not logger.isEnabledFor(logging.DEBUG):
+            return
+        name = type(self).__name__
+        if request.prompt is not None:
+            asked = f'rendered prompt ---\n{request.prompt}\n--- end of prompt'
+        else:
+            sent: dict[str, Any] = {'messages': request.messages}
+            if request.tools:
+                sent.update(tools=request.tools, tool_choice=request.tool_choice)
+            asked = f'messages, the engine applies the template ---\n{json.dumps(sent, indent=2, ensure_ascii=False)}'
+        settings = json.dumps(params.model_dump(mode='json'), ensure_ascii=False)
+        logger.debug('--- %s request: %s\n--- generation settings: %s', name, asked, settings)
+
     def _check_images(self, path: str, images: tuple[ImageRef, ...]) -> None:
         """Raise :class:`~lagent.images.ImageError` unless the engine takes images on ``path``."""
         if not images or path in self.accepts_images:
@@ -359,15 +376,19 @@ class BaseLLM:
         raise ImageError(f'{images[0].describe()}: {name} takes images {how}')
 
     def _open(self, request: LLMRequest, params: GenerationParams) -> Iterator[Chunk]:
+        self._log_request(request, params)
         return _filter_reply(self._stream(request, params), params.stop_words)
 
     def _aopen(self, request: LLMRequest, params: GenerationParams) -> AsyncIterator[Chunk]:
+        self._log_request(request, params)
         return _afilter_reply(self._astream(request, params), params.stop_words)
 
     def _complete(self, request: LLMRequest, params: GenerationParams) -> Response:
+        self._log_request(request, params)
         return _reply(self._answer(request, params), params)
 
     async def _acomplete(self, request: LLMRequest, params: GenerationParams) -> Response:
+        self._log_request(request, params)
         accumulator = ChunkAccumulator()
         async for chunk in _afilter_reply(self._aanswer(request, params), params.stop_words):
             accumulator.add(chunk)
@@ -375,6 +396,8 @@ class BaseLLM:
 
     def _complete_many(self, requests: list[LLMRequest], params: GenerationParams) -> list[Response]:
         if self.native_batching and len(requests) > 1:
+            for request in requests:
+                self._log_request(request, params)
             return [_reply(chunks, params) for chunks in self._answer_batch(requests, params)]
         if self.batch_concurrency <= 1 or len(requests) <= 1:
             return [self._complete(request, params) for request in requests]
