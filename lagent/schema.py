@@ -303,10 +303,11 @@ class GenerationParams(BaseModel):
     An LLM holds one instance as its defaults; each call may override any field
     by keyword, which builds a new validated instance and never changes the
     defaults. Unknown keywords and out-of-range values raise ``ValueError``
-    naming the field.
+    naming the field; so do numbers that are not finite (``inf`` would reach a
+    server as invalid JSON) and ``True``/``False`` where a number belongs.
     """
 
-    model_config = ConfigDict(extra='forbid', frozen=True)
+    model_config = ConfigDict(extra='forbid', frozen=True, allow_inf_nan=False)
 
     translated_keywords: ClassVar[frozenset[str]] = frozenset({'do_sample'})
     """lagent keywords :meth:`create` turns into fields (``do_sample=False``: ``temperature=0``)."""
@@ -341,6 +342,16 @@ class GenerationParams(BaseModel):
     """Accepted for lagent compatibility (every request is a whole sequence)."""
     sequence_end: bool = True
     """Accepted for lagent compatibility (every request is a whole sequence)."""
+
+    @field_validator(
+        'max_new_tokens', 'min_new_tokens', 'temperature', 'top_p', 'top_k', 'repetition_penalty', 'seed', 'timeout',
+        mode='before',
+    )  # fmt: skip
+    @classmethod
+    def _numbers_are_not_bools(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError('a number is required, not a bool')
+        return value
 
     @field_validator('stop_words', mode='before')
     @classmethod

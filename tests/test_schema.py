@@ -150,6 +150,26 @@ def test_errors_name_every_bad_field():
     assert 'max_new_tokens' in message and 'temperature' in message and "'bogus'" in message
 
 
+@pytest.mark.parametrize(
+    ('field', 'value', 'reason'),
+    [
+        ('temperature', float('inf'), 'finite'),
+        ('temperature', float('nan'), 'finite'),
+        ('repetition_penalty', float('inf'), 'finite'),
+        ('top_p', float('nan'), 'finite'),
+        ('timeout', float('inf'), 'finite'),
+        ('max_new_tokens', True, 'not a bool'),
+        ('min_new_tokens', False, 'not a bool'),
+        ('top_k', True, 'not a bool'),
+        ('seed', True, 'not a bool'),
+        ('temperature', True, 'not a bool'),
+    ],
+)
+def test_numbers_must_be_finite_and_not_bools(field, value, reason):
+    with pytest.raises(ValueError, match=rf'{field}: .*{reason}'):
+        GenerationParams.create(**{field: value})
+
+
 # ---------------------------------------------------------------------- tool results
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from lagent._optional import import_optional
 from lagent.bench.runner import BenchRun, RequestRecord
-from lagent.bench.stats import BenchSummary, LatencyStats
+from lagent.bench.stats import BenchSummary, LatencyStats, token_arrivals
 
 __all__ = ['format_summary', 'plot_run', 'progress_bar', 'run_to_json', 'write_json']
 
@@ -29,8 +29,8 @@ def format_summary(summary: BenchSummary) -> str:
         ('Errors', str(summary.errors)),
         ('Duration (s)', f'{summary.duration_s:.3f}'),
         ('Requests/s', f'{summary.requests_per_s:.3f}'),
-        ('Output tokens', f'{summary.output_tokens} (from {summary.output_tokens_source})'),
-        ('Output tokens/s', f'{summary.output_tokens_per_s:.3f}'),
+        ('Output tokens', _tokens(summary)),
+        ('Output tokens/s', '-' if summary.output_tokens_per_s is None else f'{summary.output_tokens_per_s:.3f}'),
     ]
     for label, name in _LATENCIES:
         stats: LatencyStats | None = getattr(summary, name)
@@ -40,9 +40,18 @@ def format_summary(summary: BenchSummary) -> str:
     return '\n'.join(f'{name + ":":<{width}}{value}' for name, value in rows)
 
 
+def _tokens(summary: BenchSummary) -> str:
+    if summary.output_tokens is None:
+        return '- (the engine reports no usage: give a tokenizer to count them)'
+    return f'{summary.output_tokens} (from {summary.output_tokens_source})'
+
+
 def run_to_json(run: BenchRun, summary: BenchSummary, settings: dict[str, Any] | None = None) -> dict[str, Any]:
     """Return the run as plain data: the settings, the summary and every record (times in seconds)."""
-    records = [{**dataclasses.asdict(record), 'tpot_s': record.tpot_s} for record in run.records]
+    records = [
+        {**dataclasses.asdict(record), 'ttft_s': record.ttft_s, 'itl_s': record.itl_s, 'tpot_s': record.tpot_s}
+        for record in run.records
+    ]
     return {
         'settings': {key: _finite_or_text(value) for key, value in (settings or {}).items()},
         'summary': dataclasses.asdict(summary),
@@ -63,7 +72,7 @@ def _finite_or_text(value: Any) -> Any:
 
 def plot_run(path: str | os.PathLike[str], run: BenchRun, summary: BenchSummary) -> None:
     """Save a figure of the run: TTFT and ITL distributions, latency over time and
-    cumulative output tokens (throughput).
+    cumulative output tokens as they arrived (see :func:`~lagent.bench.stats.token_arrivals`).
 
     Raises:
         MissingExtraError: matplotlib is not installed.
@@ -86,15 +95,15 @@ def plot_run(path: str | os.PathLike[str], run: BenchRun, summary: BenchSummary)
         latency.set(title='Request latency', xlabel='sent at (s)', ylabel='latency (s)')
         latency.legend()
         throughput = axes[1][1]
-        ends = sorted((r.start_s + r.latency_s, r.output_tokens) for r in done)
-        times, totals, total = [0.0], [0], 0
-        for end, tokens in ends:
+        times, totals, total = [0.0], [0.0], 0.0
+        for at, tokens in token_arrivals(done):
             total += tokens
-            times.append(end)
+            times.append(at)
             totals.append(total)
         throughput.step(times, totals, where='post')
+        rate = '?' if summary.output_tokens_per_s is None else f'{summary.output_tokens_per_s:.1f}'
         throughput.set(
-            title=f'Output tokens ({summary.output_tokens_per_s:.1f} tokens/s overall)',
+            title=f'Output tokens as they arrived ({rate} tokens/s overall)',
             xlabel='time (s)',
             ylabel='cumulative output tokens',
         )

@@ -60,6 +60,11 @@ def add_parser(commands: Any, engine: argparse.ArgumentParser) -> None:
     bench.add_argument(
         '--seed', type=int, default=0, help='seed of the synthetic prompts and arrivals (default: %(default)s)'
     )
+    bench.add_argument(
+        '--tokenizer',
+        metavar='PATH',
+        help='count output tokens with this tokenizer (a directory or a .gguf file) when the engine reports no usage',
+    )
     bench.add_argument('--json', metavar='OUT', help='write the settings, summary and per-request records as JSON')
     bench.add_argument('--plot', metavar='OUT.png', help='save a latency/throughput figure (needs matplotlib)')
     bench.add_argument('--no-progress', action='store_true', help='no progress bar')
@@ -84,6 +89,11 @@ def run_bench(args: argparse.Namespace) -> int:
     else:
         requests = synthetic_requests(args.num_requests, input_len=input_len, output_len=output_len, seed=args.seed)
     gen_params = {'ignore_eos': True} if args.ignore_eos else {}
+    count_tokens = None
+    if args.tokenizer:
+        from lagent.bench.tokens import token_counter
+
+        count_tokens = token_counter(args.tokenizer)
     llm = build_engine(args)
     with progress_bar(len(requests), enabled=not args.no_progress) as advance:
         measuring = run_benchmark(
@@ -93,6 +103,7 @@ def run_bench(args: argparse.Namespace) -> int:
             request_rate=args.request_rate,
             seed=args.seed,
             on_record=advance,
+            count_tokens=count_tokens,
             **gen_params,
         )
         run = asyncio.run(_closing(llm, measuring))
@@ -109,6 +120,7 @@ def run_bench(args: argparse.Namespace) -> int:
             'concurrency': args.concurrency,
             'request_rate': args.request_rate,
             'seed': args.seed,
+            'tokenizer': args.tokenizer,
             **({} if args.dataset else {'input_len': input_len, 'output_len': output_len}),
             **gen_params,
         }

@@ -1,29 +1,36 @@
-"""The one HTTP transport of the served engines: JSON requests and Server-Sent
-Event streams, sync (``requests``) and async (``aiohttp``).
+"""The one HTTP transport of the served engines: JSON requests and streamed
+responses, sync (``requests``) and async (``aiohttp``).
 
-Engines never touch sockets or parse SSE themselves; they hand a path and a
-JSON body to :class:`HTTPTransport` and get back decoded JSON, or a stream of
-items built from each event. The transport owns:
+Engines never touch sockets; they hand a path and a JSON body to
+:class:`HTTPTransport` and get back decoded JSON, or a stream of items built
+from each event. How a streamed body becomes events (SSE, NDJSON...) is the
+business of a protocol from :mod:`lagent.llms.protocols`, chosen per call. The
+transport owns:
 
 * retries, bounded and counted: connection errors, 429 (honouring
   ``Retry-After``) and 5xx are retried with exponential backoff and jitter;
   other 4xx never are. A stream is retried only until its first event;
 * timeouts: connect, idle (the longest wait for the next bytes) and total
-  (the whole call, retries included);
+  (the whole call, retries included). The total holds against servers that
+  trickle bytes: a sync call's socket is shut down when its deadline passes
+  (:mod:`lagent.llms._http_deadline`), an async call runs under ``aiohttp``'s
+  total timeout;
 * errors: every ``requests``/``urllib3``/``aiohttp`` failure is converted
-  into :mod:`lagent.errors` in one place (:func:`translate_errors`);
-* secrets: the API key travels only in the ``Authorization`` header and never
-  appears in logs, reprs or exception messages;
+  into :mod:`lagent.errors` in one place (:func:`translate_errors`, in
+  :mod:`lagent.llms._http_errors` with the handling of error bodies and
+  ``Retry-After``);
+* secrets: the API key travels only in the ``Authorization`` header; it is
+  checked at construction, and removed from every error that leaves here
+  (a server's error body that echoes it included);
 * closing a stream early closes its connection (the server stops generating).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import email.utils
 import json
 import logging
+import math
 import random
 import select
 import threading
@@ -32,15 +39,18 @@ import warnings
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import aiohttp
 import requests
-import urllib3.exceptions
-from requests.adapters import HTTPAdapter
+import urllib3
 
-from lagent.errors import APIStatusError, LLMConnectionError, LLMError, LLMTimeoutError, StreamError, status_error
+from lagent.errors import APIStatusError, LLMConnectionError, LLMError, LLMTimeoutError, StreamError
+from lagent.llms._http_deadline import WATCHDOG, Watch, check_not_expired, total_timeout, watched_adapter, watching
+from lagent.llms._http_errors import REDACTED, parse_retry_after, status_error_from, translate_errors, without_secret
+from lagent.llms.protocols.base import STREAM_END, EventStream, one_item_per_event
 
-__all__ = ['HTTPTransport', 'SSEDecoder', 'translate_errors']
+__all__ = ['EventParser', 'HTTPTransport', 'check_base_url', 'translate_errors']
 
 logger = logging.getLogger(__name__)
 
@@ -48,121 +58,75 @@ T = TypeVar('T')
 EventParser = Callable[[list[Any]], Iterable[T]]
 """Builds the items of a stream from the decoded events of one network read
 (one event or several: a parser may merge them, e.g. join their text deltas)."""
+StreamProtocol = Callable[[], EventStream]
+"""Makes the :class:`~lagent.llms.protocols.EventStream` that reads one response
+body (an ``EventStream`` subclass, or a ``functools.partial`` of one)."""
 
-_DONE = '[DONE]'
 _READ_SIZE = 1 << 16
 _PARSE_SLICE = 64
-_MAX_RETRY_AFTER = 60.0
+_ERROR_BODY_LIMIT = 1 << 20
 
 
-class SSEDecoder:
-    """Incremental Server-Sent Events decoder: bytes in, the data of each event out.
-
-    Follows the SSE format: lines end with ``\\n``, ``\\r\\n`` or ``\\r``; an
-    empty line ends an event; ``data:`` lines are joined with ``\\n``; lines
-    starting with ``:`` are comments; ``id``/``retry`` fields are ignored. An
-    event named ``error`` is raised as :class:`~lagent.errors.StreamError`.
-    The common case (one ``data:`` line per event) takes a fast path.
-    """
-
-    __slots__ = ('_buffer',)
-
-    def __init__(self) -> None:
-        self._buffer = b''
-
-    def feed(self, data: bytes) -> list[str]:
-        """Take the next bytes of the stream; return the data of every event they complete.
-
-        Raises:
-            StreamError: An ``error`` event, or bytes that are not UTF-8.
-        """
-        if self._buffer:
-            data = self._buffer + data
-        if b'\r' in data:
-            data = self._normalize_newlines(data)
-        end = data.rfind(b'\n\n')
-        if end < 0:
-            self._buffer = data
-            return []
-        self._buffer = data[end + 2 :]
-        try:
-            text = data[:end].decode()
-        except UnicodeDecodeError as exc:
-            raise StreamError(f'the stream is not valid UTF-8: {exc}') from exc
-        payloads = []
-        for block in text.split('\n\n'):
-            if block.startswith('data: ') and '\n' not in block:
-                payloads.append(block[6:])
-            elif block:
-                payload = self._parse_block(block)
-                if payload is not None:
-                    payloads.append(payload)
-        return payloads
-
-    def _normalize_newlines(self, data: bytes) -> bytes:
-        data = data.replace(b'\r\n', b'\n')
-        if data.endswith(b'\r'):  # may be the first half of a \r\n split between reads
-            return data[:-1].replace(b'\r', b'\n') + b'\r'
-        return data.replace(b'\r', b'\n')
-
-    @staticmethod
-    def _parse_block(block: str) -> str | None:
-        event, data = 'message', []
-        for line in block.split('\n'):
-            if not line or line[0] == ':':
-                continue
-            name, _, value = line.partition(':')
-            if value[:1] == ' ':
-                value = value[1:]
-            if name == 'data':
-                data.append(value)
-            elif name == 'event':
-                event = value
-        if not data:
-            return None
-        payload = '\n'.join(data)
-        if event == 'error':
-            raise StreamError(f'the server sent an error event: {payload}', body=payload)
-        return payload
+# ---------------------------------------------------------------------- checking what we send
 
 
-@contextlib.contextmanager
-def translate_errors(what: str) -> Iterator[None]:
-    """Convert ``requests``, ``urllib3`` and ``aiohttp`` failures into :mod:`lagent.errors`.
-
-    Args:
-        what: What was being done, for the message (e.g. ``'POST http://host/v1/completions'``).
+def check_base_url(url: Any) -> str:
+    """Return ``url`` if it is an ``http(s)://host[:port][/path]`` address, else raise.
 
     Raises:
-        LLMTimeoutError: A connect, idle or total timeout expired.
-        LLMConnectionError: The server could not be reached or the connection broke.
+        ValueError: No URL, a URL without a scheme or host, another scheme, a
+            bad port, or whitespace/control characters in it.
     """
+    if not isinstance(url, str) or not url.strip():
+        raise ValueError(f'a server URL is required, like http://127.0.0.1:8000 (got {url!r})')
+    if any(ord(char) <= 0x20 or ord(char) == 0x7F for char in url):
+        raise ValueError(f'the server URL must not contain spaces or control characters: {url!r}')
+    parts = urlsplit(url)
+    if parts.scheme not in ('http', 'https') or not parts.netloc:
+        raise ValueError(
+            f'the server URL must start with http:// or https:// and name a host, e.g. http://{url} (got {url!r})'
+        )
     try:
-        yield
-    except LLMError:
-        raise
-    except (
-        requests.Timeout,
-        urllib3.exceptions.TimeoutError,
-        aiohttp.ServerTimeoutError,
-        asyncio.TimeoutError,
-    ) as exc:
-        raise LLMTimeoutError(f'{what}: timed out ({_describe(exc)})') from exc
-    except (
-        requests.RequestException,
-        urllib3.exceptions.HTTPError,
-        aiohttp.ClientError,
-        ConnectionError,
-    ) as exc:
-        raise LLMConnectionError(f'{what}: {_describe(exc)}') from exc
+        parts.port  # noqa: B018 (raises on a bad port)
+    except ValueError as exc:
+        raise ValueError(f'the server URL has an invalid port: {url!r} ({exc})') from None
+    if not parts.hostname:
+        raise ValueError(f'the server URL names no host: {url!r}')
+    return url
 
 
-def _describe(exc: BaseException) -> str:
-    return f'{type(exc).__name__}: {exc}' if str(exc) else type(exc).__name__
+def _check_header_value(name: str, value: Any, *, secret: bool = False) -> str:
+    """A header value must be text without control characters (CR/LF would split the header)."""
+    shown = 'it' if secret else repr(value)
+    if not isinstance(value, str):
+        raise ValueError(f'{name} must be a string, got {type(value).__name__}')
+    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in value):
+        raise ValueError(f'{name} must not contain control characters (CR, LF, NUL...); check {shown}')
+    try:
+        value.encode('latin-1')
+    except UnicodeEncodeError:
+        raise ValueError(f'{name} must contain only Latin-1 characters; check {shown}') from None
+    if value != value.strip():
+        raise ValueError(f'{name} must not start or end with whitespace; check {shown}')
+    return value
+
+
+def _positive_seconds(name: str, value: Any, *, optional: bool = False) -> float | None:
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f'{name} must be a number of seconds, got {value!r}')
+    if not (math.isfinite(value) and value > 0):
+        hint = ' (use None for no limit)' if optional and value == math.inf else ''
+        raise ValueError(f'{name} must be a positive, finite number of seconds, got {value!r}{hint}')
+    return float(value)
+
+
+# ---------------------------------------------------------------------- the transport
 
 
 class HTTPTransport:
-    """JSON requests and SSE streams against one server, sync and async.
+    """JSON requests and streamed responses against one server, sync and async.
 
     One ``requests.Session`` serves the sync calls (from any thread) and one
     ``aiohttp.ClientSession`` per event loop serves the async ones.
@@ -172,13 +136,15 @@ class HTTPTransport:
         api_key: Sent as ``Authorization: Bearer <api_key>``; never logged or shown.
         max_retries: Retries after the first attempt (``0``: never retry).
         connect_timeout: Seconds to establish a connection.
-        idle_timeout: Seconds to wait for the next bytes of a response.
+        idle_timeout: Seconds to wait for the next bytes of a stream.
         timeout: Seconds the whole call may take, retries included (``None``: no limit).
         retry_backoff: Base delay of the exponential backoff, in seconds.
         max_connections: Connections kept open per session (sync) / for each loop (async, ``0``: no limit).
 
     Raises:
-        ValueError: A negative retry count or a non-positive timeout.
+        ValueError: A URL that is not ``http(s)://host...``, an API key with
+            control characters, a negative retry count or a timeout that is not
+            a positive finite number.
     """
 
     def __init__(
@@ -193,20 +159,26 @@ class HTTPTransport:
         retry_backoff: float = 0.5,
         max_connections: int = 0,
     ):
-        if max_retries < 0:
-            raise ValueError(f'max_retries must be >= 0, got {max_retries}')
-        for name, value in (('connect_timeout', connect_timeout), ('idle_timeout', idle_timeout), ('timeout', timeout)):
-            if value is not None and value <= 0:
-                raise ValueError(f'{name} must be positive, got {value}')
+        check_base_url(base_url)
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+            raise ValueError(f'max_retries must be an integer >= 0, got {max_retries!r}')
+        if isinstance(retry_backoff, bool) or not isinstance(retry_backoff, (int, float)):
+            raise ValueError(f'retry_backoff must be a number of seconds, got {retry_backoff!r}')
+        if not (math.isfinite(retry_backoff) and retry_backoff >= 0):
+            raise ValueError(f'retry_backoff must be a finite number of seconds >= 0, got {retry_backoff!r}')
+        if isinstance(max_connections, bool) or not isinstance(max_connections, int) or max_connections < 0:
+            raise ValueError(f'max_connections must be an integer >= 0, got {max_connections!r}')
         self.base_url = base_url.rstrip('/')
         self.max_retries = max_retries
-        self.connect_timeout = connect_timeout
-        self.idle_timeout = idle_timeout
-        self.timeout = timeout
-        self.retry_backoff = retry_backoff
+        self.connect_timeout = _positive_seconds('connect_timeout', connect_timeout)
+        self.idle_timeout = _positive_seconds('idle_timeout', idle_timeout)
+        self.timeout = _positive_seconds('timeout', timeout, optional=True)
+        self.retry_backoff = float(retry_backoff)
         self.max_connections = max_connections
         self._headers = {'Content-Type': 'application/json', 'Accept': 'application/json, text/event-stream'}
-        if api_key:
+        self._secret: str | None = None
+        if api_key is not None and api_key != '':
+            self._secret = _check_header_value('api_key', api_key, secret=True)
             self._headers['Authorization'] = f'Bearer {api_key}'
         self._session: requests.Session | None = None
         self._async_sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aiohttp.ClientSession] = (
@@ -215,7 +187,7 @@ class HTTPTransport:
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
-        key = '***' if 'Authorization' in self._headers else None
+        key = REDACTED if self._secret else None
         return f'{type(self).__name__}(base_url={self.base_url!r}, api_key={key!r})'
 
     # ------------------------------------------------------------------ sync
@@ -228,7 +200,7 @@ class HTTPTransport:
             LLMConnectionError: The server could not be reached (after retries).
             StreamError: The body is not JSON.
         """
-        return self._call_json('GET', path, None, timeout, None)
+        return self._call_json(self._prepare('GET', path, None, timeout, None))
 
     def post_json(
         self, path: str, body: Mapping[str, Any], *, timeout: float | None = None, request_id: str | None = None
@@ -242,11 +214,13 @@ class HTTPTransport:
             request_id: Sent as ``X-Request-Id``.
 
         Raises:
+            ValueError: The body is not JSON (e.g. a NaN), or the request id has control characters.
             APIStatusError: The server answered with an error status (after retries).
             LLMConnectionError: The server could not be reached (after retries).
+            LLMTimeoutError: The total timeout expired.
             StreamError: The body is not JSON.
         """
-        return self._call_json('POST', path, body, timeout, request_id)
+        return self._call_json(self._prepare('POST', path, body, timeout, request_id))
 
     def delete(self, path: str, *, timeout: float | None = None) -> Any:
         """``DELETE`` a resource and return the decoded JSON answer.
@@ -256,7 +230,7 @@ class HTTPTransport:
             LLMConnectionError: The server could not be reached (after retries).
             StreamError: The body is not JSON.
         """
-        return self._call_json('DELETE', path, None, timeout, None)
+        return self._call_json(self._prepare('DELETE', path, None, timeout, None))
 
     def stream(
         self,
@@ -264,19 +238,23 @@ class HTTPTransport:
         body: Mapping[str, Any],
         parse: EventParser[T],
         *,
+        protocol: StreamProtocol,
         timeout: float | None = None,
         request_id: str | None = None,
     ) -> Iterator[T]:
-        """``POST`` a JSON body and stream the SSE answer until ``[DONE]``.
+        """``POST`` a JSON body and stream the answer, read by ``protocol``, until its end.
 
-        Each network read is decoded at once: its events' JSON is decoded and
-        handed to ``parse`` together, so a reader that falls behind the server
-        catches up in fewer, larger items.
+        Each network read is decoded at once: its events are handed to
+        ``parse`` together (a slice at a time), so a reader that falls behind
+        the server catches up in fewer, larger items (a benchmark can ask for one
+        item per event: :func:`~lagent.llms.protocols.per_event_items`).
 
         Args:
             path: Path under ``base_url``, e.g. ``'/chat/completions'``.
-            body: The JSON request (with ``"stream": true``).
+            body: The JSON request (asking the server to stream).
             parse: Builds the items of the stream from the decoded events of one read.
+            protocol: Makes the reader of the body, e.g.
+                :class:`~lagent.llms.protocols.SSEStream`.
             timeout: Total seconds for this call (``None``: the transport's ``timeout``).
             request_id: Sent as ``X-Request-Id``.
 
@@ -284,74 +262,94 @@ class HTTPTransport:
             A generator that sends the request when first advanced; closing it closes the connection.
 
         Raises:
+            ValueError: At once: the body is not JSON, or the request id has control characters.
             APIStatusError: The server refused the request (after retries).
             LLMConnectionError: The server could not be reached, or the connection broke.
             LLMTimeoutError: No data for ``idle_timeout`` seconds, or the total timeout expired.
-            StreamError: An in-band error, malformed JSON, or an end without ``[DONE]``.
+            StreamError: An in-band error, malformed data, or an end before the stream's end marker.
         """
-        deadline = self._deadline(timeout)
-        url = self.base_url + path
-        response = self._send('POST', url, body, deadline, request_id, stream=True)
-        decoder, what = SSEDecoder(), f'reading the stream of {url}'
+        request = self._prepare('POST', path, body, timeout, request_id)
+        return self._stream(request, parse, protocol)
+
+    def _stream(self, request: _Request, parse: EventParser[T], protocol: StreamProtocol) -> Iterator[T]:
+        response, watch = self._send(request, stream=True)
+        what = f'reading the stream of {request.url}'
         try:
-            with translate_errors(what):
+            with translate_errors(what, self._secret), total_timeout(watch, what):
+                events, one_by_one = protocol(), one_item_per_event()
                 for data in _reads(response.raw):
-                    items, end = _parse_read(decoder.feed(data), parse)
+                    items, end = _parse_read(events, data, parse, one_by_one)
                     yield from items
                     if end is not None:
-                        if end is _END:
-                            return
-                        raise end
-                    if deadline is not None and time.monotonic() > deadline:
+                        break
+                    if watch is not None and time.monotonic() > watch.deadline:
                         raise LLMTimeoutError(f'{what}: the total timeout expired')
-                raise _unfinished()
+                else:
+                    check_not_expired(watch, what)  # a body cut short by the deadline may look complete
+                    items, end = _parse_events(*events.finish(), parse, one_by_one)
+                    yield from items
+                if end is not STREAM_END:
+                    raise end
+        except LLMError as error:
+            raise without_secret(error, self._secret) from error.__cause__
         finally:
+            if watch is not None:
+                WATCHDOG.cancel(watch)
             response.close()
 
-    def _call_json(
-        self, method: str, path: str, body: Mapping[str, Any] | None, timeout: float | None, request_id: str | None
-    ) -> Any:
-        url = self.base_url + path
-        response = self._send(method, url, body, self._deadline(timeout), request_id, stream=False)
-        return _decode_json(response.content, url)
+    def _call_json(self, request: _Request) -> Any:
+        response, watch = self._send(request, stream=False)
+        try:
+            check_not_expired(watch, f'{request.method} {request.url}')
+            return _decode_json(response.content, request.url, self._secret)
+        finally:
+            if watch is not None:
+                WATCHDOG.cancel(watch)
+            response.close()
 
-    def _send(
-        self,
-        method: str,
-        url: str,
-        body: Mapping[str, Any] | None,
-        deadline: float | None,
-        request_id: str | None,
-        *,
-        stream: bool,
-    ) -> requests.Response:
+    def _send(self, request: _Request, *, stream: bool) -> tuple[requests.Response, Watch | None]:
+        """Send ``request`` until it gets an answer that is not an error status, retrying as configured.
+
+        Returns:
+            The response, and the watch of its deadline (to cancel once its body is read).
+        """
         session = self._sync_session()
-        data = _encode_body(method, url, body)
-        headers = self._request_headers(request_id)
-        what = f'{method} {url}'
+        what = f'{request.method} {request.url}'
         for attempt in range(1, self.max_retries + 2):
-            remaining = _remaining(deadline, what)
+            remaining = _remaining(request.deadline, what)
             # streams wait at most idle_timeout for each read; a whole answer may take the total time
             read_timeout = _min(self.idle_timeout, remaining) if stream else remaining
+            watch = None if request.deadline is None else WATCHDOG.watch(request.deadline)
+            answered = False
             try:
-                with translate_errors(what):
-                    response = session.request(
-                        method,
-                        url,
-                        data=data,
-                        headers=headers,
-                        stream=stream,
-                        timeout=(_min(self.connect_timeout, remaining), read_timeout),
-                    )
+                with translate_errors(what, self._secret), total_timeout(watch, what):
+                    with watching(watch):
+                        response = session.request(
+                            request.method,
+                            request.url,
+                            data=request.data,
+                            headers=request.headers,
+                            stream=stream,
+                            timeout=(_min(self.connect_timeout, remaining), read_timeout),
+                        )
                     if response.status_code < 400:
-                        return response
-                    content = response.content
-                error: LLMError = _status_error(response.status_code, content, response.headers)
-                retry_after = _parse_retry_after(response.headers.get('retry-after'))
-                response.close()
-            except LLMConnectionError as exc:
+                        answered = True
+                        return response, watch
+                    try:
+                        content = (
+                            response.raw.read(_ERROR_BODY_LIMIT, decode_content=True) if stream else response.content
+                        )
+                    finally:
+                        response.close()
+                error: LLMError = status_error_from(response.status_code, content, response.headers)
+                retry_after = parse_retry_after(response.headers.get('retry-after'))
+            except LLMConnectionError as exc:  # LLMTimeoutError included
                 error, retry_after = exc, None
-            delay = self._retry_delay(error, attempt, deadline, what, retry_after)
+            finally:
+                if watch is not None and not answered:
+                    WATCHDOG.cancel(watch)
+            error = without_secret(error, self._secret)
+            delay = self._retry_delay(error, attempt, request.deadline, what, retry_after)
             if delay is None:
                 raise error
             time.sleep(delay)
@@ -361,8 +359,7 @@ class HTTPTransport:
         with self._lock:
             if self._session is None:
                 session = requests.Session()
-                size = self.max_connections or 64
-                adapter = HTTPAdapter(pool_connections=1, pool_maxsize=size, max_retries=0)
+                adapter = watched_adapter(self.max_connections or 64)
                 session.mount('http://', adapter)
                 session.mount('https://', adapter)
                 session.trust_env = False
@@ -373,93 +370,91 @@ class HTTPTransport:
 
     async def aget_json(self, path: str, *, timeout: float | None = None) -> Any:
         """Async twin of :meth:`get_json`."""
-        return await self._acall_json('GET', path, None, timeout, None)
+        return await self._acall_json(self._prepare('GET', path, None, timeout, None))
 
     async def apost_json(
         self, path: str, body: Mapping[str, Any], *, timeout: float | None = None, request_id: str | None = None
     ) -> Any:
         """Async twin of :meth:`post_json`."""
-        return await self._acall_json('POST', path, body, timeout, request_id)
+        return await self._acall_json(self._prepare('POST', path, body, timeout, request_id))
 
     async def adelete(self, path: str, *, timeout: float | None = None) -> Any:
         """Async twin of :meth:`delete`."""
-        return await self._acall_json('DELETE', path, None, timeout, None)
+        return await self._acall_json(self._prepare('DELETE', path, None, timeout, None))
 
-    async def astream(
+    def astream(
         self,
         path: str,
         body: Mapping[str, Any],
         parse: EventParser[T],
         *,
+        protocol: StreamProtocol,
         timeout: float | None = None,
         request_id: str | None = None,
     ) -> AsyncIterator[T]:
         """Async twin of :meth:`stream`; closing the iterator closes the connection."""
-        deadline = self._deadline(timeout)
-        url = self.base_url + path
-        response = await self._asend('POST', url, body, deadline, request_id, stream=True)
-        decoder, content, what = SSEDecoder(), response.content, f'reading the stream of {url}'
+        request = self._prepare('POST', path, body, timeout, request_id)
+        return self._astream(request, parse, protocol)
+
+    async def _astream(self, request: _Request, parse: EventParser[T], protocol: StreamProtocol) -> AsyncIterator[T]:
+        response = await self._asend(request, stream=True)
+        what = f'reading the stream of {request.url}'
         try:
-            with translate_errors(what):
+            with translate_errors(what, self._secret):
+                events, one_by_one, content = protocol(), one_item_per_event(), response.content
                 while data := await content.readany():
-                    items, end = _parse_read(decoder.feed(data), parse)
+                    items, end = _parse_read(events, data, parse, one_by_one)
                     for item in items:
                         yield item
                     if end is not None:
-                        if end is _END:
-                            return
-                        raise end
-                raise _unfinished()
+                        break
+                else:
+                    items, end = _parse_events(*events.finish(), parse, one_by_one)
+                    for item in items:
+                        yield item
+                if end is not STREAM_END:
+                    raise end
+        except LLMError as error:
+            raise without_secret(error, self._secret) from error.__cause__
         finally:
             response.close()
 
-    async def _acall_json(
-        self, method: str, path: str, body: Mapping[str, Any] | None, timeout: float | None, request_id: str | None
-    ) -> Any:
-        url = self.base_url + path
-        response = await self._asend(method, url, body, self._deadline(timeout), request_id, stream=False)
+    async def _acall_json(self, request: _Request) -> Any:
+        response = await self._asend(request, stream=False)
         try:
-            with translate_errors(f'{method} {url}'):
+            with translate_errors(f'{request.method} {request.url}', self._secret):
                 content = await response.read()
         finally:
             response.release()
-        return _decode_json(content, url)
+        return _decode_json(content, request.url, self._secret)
 
-    async def _asend(
-        self,
-        method: str,
-        url: str,
-        body: Mapping[str, Any] | None,
-        deadline: float | None,
-        request_id: str | None,
-        *,
-        stream: bool,
-    ) -> aiohttp.ClientResponse:
+    async def _asend(self, request: _Request, *, stream: bool) -> aiohttp.ClientResponse:
         session = self._async_session()
-        data = _encode_body(method, url, body)
-        headers = self._request_headers(request_id)
-        what = f'{method} {url}'
+        what = f'{request.method} {request.url}'
         for attempt in range(1, self.max_retries + 2):
-            remaining = _remaining(deadline, what)
+            remaining = _remaining(request.deadline, what)
             timeout = aiohttp.ClientTimeout(
                 total=remaining,
                 sock_connect=self.connect_timeout,
                 sock_read=self.idle_timeout if stream else None,
             )
             try:
-                with translate_errors(what):
-                    response = await session.request(method, url, data=data, headers=headers, timeout=timeout)
+                with translate_errors(what, self._secret):
+                    response = await session.request(
+                        request.method, request.url, data=request.data, headers=request.headers, timeout=timeout
+                    )
                     if response.status < 400:
                         return response
                     try:
-                        content = await response.read()
+                        content = await _read_at_most(response.content, _ERROR_BODY_LIMIT)
                     finally:
                         response.release()
-                error: LLMError = _status_error(response.status, content, response.headers)
-                retry_after = _parse_retry_after(response.headers.get('retry-after'))
+                error: LLMError = status_error_from(response.status, content, response.headers)
+                retry_after = parse_retry_after(response.headers.get('retry-after'))
             except LLMConnectionError as exc:
                 error, retry_after = exc, None
-            delay = self._retry_delay(error, attempt, deadline, what, retry_after)
+            error = without_secret(error, self._secret)
+            delay = self._retry_delay(error, attempt, request.deadline, what, retry_after)
             if delay is None:
                 raise error
             await asyncio.sleep(delay)
@@ -476,14 +471,17 @@ class HTTPTransport:
 
     # ------------------------------------------------------------------ shared
 
-    def _request_headers(self, request_id: str | None) -> dict[str, str]:
-        if request_id is None:
-            return self._headers
-        return {**self._headers, 'X-Request-Id': request_id}
-
-    def _deadline(self, timeout: float | None) -> float | None:
-        total = self.timeout if timeout is None else timeout
-        return None if total is None else time.monotonic() + total
+    def _prepare(
+        self, method: str, path: str, body: Mapping[str, Any] | None, timeout: float | None, request_id: str | None
+    ) -> _Request:
+        """Check and encode a request before anything is sent (bad input never reaches the retry loop)."""
+        headers = self._headers
+        if request_id is not None:
+            headers = {**headers, 'X-Request-Id': _check_header_value('request_id', request_id)}
+        total = self.timeout if timeout is None else _positive_seconds('timeout', timeout)
+        deadline = None if total is None else time.monotonic() + total
+        url = self.base_url + path
+        return _Request(method, url, _encode_body(method, url, body), headers, deadline)
 
     def _retry_delay(
         self, error: LLMError, attempt: int, deadline: float | None, what: str, retry_after: float | None
@@ -512,7 +510,7 @@ class HTTPTransport:
         with self._lock:
             session, self._session = self._session, None
         if session is not None:
-            session.close()
+            _close_session(session)
         for loop, async_session in list(self._async_sessions.items()):
             if loop.is_closed():
                 _discard(async_session)
@@ -532,21 +530,33 @@ class HTTPTransport:
 
 # ---------------------------------------------------------------------- helpers
 
-_END: Any = object()
+
+class _Request:
+    """A checked, encoded request, ready to send (and to send again)."""
+
+    __slots__ = ('data', 'deadline', 'headers', 'method', 'url')
+
+    def __init__(self, method: str, url: str, data: bytes | None, headers: dict[str, str], deadline: float | None):
+        self.method = method
+        self.url = url
+        self.data = data
+        self.headers = headers
+        self.deadline = deadline
 
 
 def _reads(raw: urllib3.HTTPResponse) -> Iterator[bytes]:
     """The body of a streamed ``requests`` response, as it arrives.
 
-    A chunked body is read one HTTP chunk at a time, and the chunks that have
-    already arrived are joined (a server writing one event per chunk would
-    otherwise cost a read, a parse and an item per event when the reader is
-    behind). Other bodies are read with ``read1``: whatever has arrived.
+    A chunked body is read one HTTP chunk at a time (at most 64 KiB of one:
+    a server declaring a huge chunk cannot make us hold it whole), and the
+    chunks that have already arrived are joined (a server writing one event
+    per chunk would otherwise cost a read, a parse and an item per event when
+    the reader is behind). Other bodies are read with ``read1``: whatever has arrived.
     """
     if not raw.chunked:
         yield from iter(lambda: raw.read1(_READ_SIZE, decode_content=True), b'')
         return
-    chunks = raw.read_chunked(decode_content=True)
+    chunks = raw.read_chunked(_READ_SIZE, decode_content=True)
     fileno = raw.fileno()
     for data in chunks:
         failure = None
@@ -564,120 +574,51 @@ def _reads(raw: urllib3.HTTPResponse) -> Iterator[bytes]:
             raise failure
 
 
-def _parse_read(payloads: list[str], parse: EventParser[T]) -> tuple[list[T], Any]:
-    """The items of one read's events, and what ended them (see :func:`_decode_events`).
+async def _read_at_most(content: aiohttp.StreamReader, limit: int) -> bytes:
+    """The body, or its first ``limit`` bytes (an error page need not be read whole)."""
+    parts, size = [], 0
+    while size < limit and (data := await content.read(limit - size)):
+        parts.append(data)
+        size += len(data)
+    return b''.join(parts)
 
-    Events are decoded and parsed a slice at a time, so a large read never holds
+
+def _parse_read(events: EventStream, data: bytes, parse: EventParser[T], one_by_one: bool) -> tuple[list[T], Any]:
+    """The items of one read, and what ended the stream in it (see :meth:`EventStream.decode`).
+
+    Frames are decoded and parsed a slice at a time, so a large read never holds
     thousands of decoded events at once (they would only feed the garbage collector).
     """
+    frames = events.feed(data)
     items: list[T] = []
-    for start in range(0, len(payloads), _PARSE_SLICE):
-        events, end = _decode_events(payloads[start : start + _PARSE_SLICE])
-        if events:
-            items += _items(parse, events)
+    for start in range(0, len(frames), _PARSE_SLICE):
+        decoded, end = events.decode(frames[start : start + _PARSE_SLICE])
+        if decoded:
+            items += _items(parse, decoded, one_by_one)
         if end is not None:
             return items, end
     return items, None
 
 
-def _decode_events(payloads: list[str]) -> tuple[list[Any], Any]:
-    """Decode the JSON of each event, up to ``[DONE]`` or an error.
-
-    Returns:
-        The events, and what ended them: ``None`` (the stream goes on),
-        ``_END`` (``[DONE]``) or the :class:`~lagent.errors.StreamError` to raise
-        once the events before it are delivered.
-
-    One ``raw_decode`` per event is the hot path: a payload must be exactly
-    one JSON value (only surrounding whitespace is tolerated).
-    """
-    decode, events = _raw_decode, []
-    for payload in payloads:
-        if payload == _DONE:
-            return events, _END
-        try:
-            event, end = decode(payload)
-            if end != len(payload):
-                event = json.loads(payload)  # surrounding whitespace is fine; anything else raises
-        except ValueError as exc:
-            error = StreamError(f'the server sent an event that is not JSON: {payload[:200]!r}', body=payload)
-            error.__cause__ = exc
-            return events, error
-        if type(event) is dict and event.get('error') is not None:
-            return events, _stream_error(event)
-        events.append(event)
-    return events, None
+def _parse_events(decoded: list[Any], end: Any, parse: EventParser[T], one_by_one: bool) -> tuple[list[T], Any]:
+    return (_items(parse, decoded, one_by_one) if decoded else []), end
 
 
-def _items(parse: EventParser[T], events: list[Any]) -> Iterable[T]:
+def _items(parse: EventParser[T], events: list[Any], one_by_one: bool) -> list[T]:
     try:
-        return parse(events)
-    except (KeyError, IndexError, TypeError, AttributeError) as exc:
-        raise StreamError(f'unexpected event from the server: {str(events[-1])[:200]!r}', body=events) from exc
+        if one_by_one:
+            return [item for event in events for item in parse([event])]
+        return list(parse(events))
+    except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
+        raise StreamError(f'unexpected event from the server: {str(events[-1])[:200]!r}', body=events[-1]) from exc
 
 
-_raw_decode = json.JSONDecoder().raw_decode
-
-
-def _stream_error(event: Any) -> StreamError:
-    error = event['error']
-    message = error.get('message') if isinstance(error, Mapping) else error
-    return StreamError(f'the server reported an error mid-stream: {message}', body=event)
-
-
-def _unfinished() -> LLMError:
-    return StreamError('the server ended the stream without [DONE]; it may have failed (see its log)')
-
-
-def _decode_json(content: bytes, url: str) -> Any:
+def _decode_json(content: bytes, url: str, secret: str | None) -> Any:
     try:
         return json.loads(content)
-    except ValueError as exc:
-        raise StreamError(f'{url} answered with a body that is not JSON: {content[:200]!r}', body=content) from exc
-
-
-def _status_error(status: int, content: bytes, headers: Mapping[str, str]) -> LLMError:
-    """Build the status error, with the server's own message from its error body."""
-    try:
-        body: Any = json.loads(content)
-    except ValueError:
-        body = content.decode(errors='replace')
-    error = status_error(status, _error_message(body) or f'(no message; body: {str(body)[:500]!r})', body=body,
-                         request_id=headers.get('x-request-id'))  # fmt: skip
-    return error
-
-
-def _error_message(body: Any) -> str | None:
-    """The message of the error shapes servers use: OpenAI ``{"error": {"message"}}``,
-    lmdeploy ``{"message", "type", "code", "object": "error"}``, FastAPI ``{"detail"}``."""
-    if isinstance(body, str):
-        return body.strip() or None
-    if not isinstance(body, Mapping):
-        return None
-    error = body.get('error')
-    if isinstance(error, Mapping) and error.get('message'):
-        return str(error['message'])
-    if isinstance(error, str) and error:
-        return error
-    for key in ('message', 'detail'):
-        if body.get(key):
-            return body[key] if isinstance(body[key], str) else json.dumps(body[key])
-    return None
-
-
-def _parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header (seconds or an HTTP date), capped."""
-    if value is None:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        seconds = when.timestamp() - time.time()
-    return min(max(seconds, 0.0), _MAX_RETRY_AFTER)
+    except (ValueError, RecursionError) as exc:
+        error = StreamError(f'{url} answered with a body that is not JSON: {content[:200]!r}', body=content[:10_000])
+        raise without_secret(error, secret) from exc
 
 
 def _remaining(deadline: float | None, what: str) -> float | None:
@@ -693,6 +634,18 @@ def _min(a: float | None, b: float | None) -> float | None:
     if a is None:
         return b
     return a if b is None else min(a, b)
+
+
+def _close_session(session: requests.Session) -> None:
+    """Close a session and its connections now. (urllib3 2 leaves a pool's
+    connections to the garbage collector, which a traceback can hold off.)"""
+    for adapter in session.adapters.values():
+        pools = getattr(getattr(adapter, 'poolmanager', None), 'pools', None)
+        for key in list(pools.keys()) if pools is not None else ():
+            pool = pools.get(key)
+            if pool is not None:
+                pool.close()
+    session.close()
 
 
 def _in_event_loop() -> bool:
@@ -715,11 +668,21 @@ def _discard(session: aiohttp.ClientSession) -> None:
 
 
 def _encode_body(method: str, url: str, body: Mapping[str, Any] | None) -> bytes | None:
-    """The JSON body of a request; logged at DEBUG (headers, and so API keys, never are)."""
+    """The JSON body of a request; logged at DEBUG (headers, and so API keys, never are).
+
+    Raises:
+        ValueError: A value JSON cannot carry (NaN, infinity).
+        TypeError: An object that is not JSON (a set, bytes...).
+    """
     if body is None:
         logger.debug('%s %s', method, url)
         return None
-    data = json.dumps(body).encode()
+    try:
+        data = json.dumps(body, allow_nan=False).encode()
+    except ValueError as exc:
+        raise ValueError(f'the request body holds a number JSON cannot carry (NaN or infinity): {exc}') from None
+    except TypeError as exc:
+        raise TypeError(f'the request body is not JSON: {exc}') from None
     if logger.isEnabledFor(logging.DEBUG):
         logger.debug('%s %s %s', method, url, data.decode())
     return data

@@ -8,10 +8,17 @@ import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from lagent.errors import EngineUnavailableError, StreamError
+from lagent.errors import EngineUnavailableError
 from lagent.llms.base import BaseLLM, LLMRequest
-from lagent.llms.http import EventParser, HTTPTransport
-from lagent.llms.results import finish_reason, openai_tool_deltas, openai_usage
+from lagent.llms.http import EventParser, HTTPTransport, check_base_url
+from lagent.llms.protocols.openai_format import (
+    answer_chunk,
+    chat_answer,
+    chat_chunks,
+    completion_answer,
+    completion_chunks,
+)
+from lagent.llms.protocols.sse import SSEStream
 from lagent.schema import Chunk, GenerationParams
 
 __all__ = ['GPTAPI', 'OpenAICompatible']
@@ -148,14 +155,18 @@ class OpenAICompatible(BaseLLM):
     def _stream(self, request: LLMRequest, params: GenerationParams) -> Iterator[Chunk]:
         path, _, parse = _endpoint(request)
         body = self._body(self.model_name, request, params, stream=True)
-        return self.transport.stream(path, body, parse, timeout=params.timeout, request_id=params.request_id)
+        return self.transport.stream(
+            path, body, parse, protocol=SSEStream, timeout=params.timeout, request_id=params.request_id
+        )
 
     def _astream(self, request: LLMRequest, params: GenerationParams) -> AsyncIterator[Chunk]:
         if self._model_name is None:
             return self._astream_after_model_lookup(request, params)
         path, _, parse = _endpoint(request)
         body = self._body(self._model_name, request, params, stream=True)
-        return self.transport.astream(path, body, parse, timeout=params.timeout, request_id=params.request_id)
+        return self.transport.astream(
+            path, body, parse, protocol=SSEStream, timeout=params.timeout, request_id=params.request_id
+        )
 
     async def _astream_after_model_lookup(self, request: LLMRequest, params: GenerationParams) -> AsyncIterator[Chunk]:
         await self.amodel_name()
@@ -171,13 +182,13 @@ class OpenAICompatible(BaseLLM):
         path, parse, _ = _endpoint(request)
         body = self._body(self.model_name, request, params, stream=False)
         answer = self.transport.post_json(path, body, timeout=params.timeout, request_id=params.request_id)
-        return [_whole_answer(answer, parse)]
+        return [answer_chunk(answer, parse)]
 
     async def _aanswer(self, request: LLMRequest, params: GenerationParams) -> AsyncIterator[Chunk]:
         path, parse, _ = _endpoint(request)
         body = self._body(await self.amodel_name(), request, params, stream=False)
         answer = await self.transport.apost_json(path, body, timeout=params.timeout, request_id=params.request_id)
-        yield _whole_answer(answer, parse)
+        yield answer_chunk(answer, parse)
 
     def close(self) -> None:
         """Close the HTTP connections."""
@@ -229,8 +240,9 @@ class GPTAPI(OpenAICompatible):
         if key == 'ENV':
             key = os.environ.get('OPENAI_API_KEY')
         api_base = openai_api_base or api_base
-        for suffix in ('/chat/completions', '/completions'):
-            api_base = api_base.removesuffix(suffix)
+        if isinstance(api_base, str):  # anything else is refused, with its reason, by OpenAICompatible
+            for suffix in ('/chat/completions', '/completions'):
+                api_base = api_base.removesuffix(suffix)
         extra_body = dict(kwargs.pop('extra_body', None) or {})
         if json_mode:
             extra_body['response_format'] = {'type': 'json_object'}
@@ -246,8 +258,12 @@ class GPTAPI(OpenAICompatible):
 
 
 def api_base(url: str) -> str:
-    """Return the API root of a server URL given with or without ``/v1``."""
-    url = url.rstrip('/')
+    """Return the API root of a server URL given with or without ``/v1``.
+
+    Raises:
+        ValueError: Not an ``http(s)://host...`` URL.
+    """
+    url = check_base_url(url).rstrip('/')
     return url if url.endswith('/v1') else f'{url}/v1'
 
 
@@ -261,117 +277,5 @@ def _first_model(listing: Any) -> str:
 def _endpoint(request: LLMRequest) -> tuple[str, Callable[[Any], Chunk], EventParser[Chunk]]:
     """The path of a request, and how to read its whole answer and its stream events."""
     if request.prompt is not None:
-        return '/completions', _completion_answer, _completion_chunks
-    return '/chat/completions', _chat_answer, _chat_chunks
-
-
-# ---------------------------------------------------------------------- answers to chunks (the hot path)
-
-
-def _completion_delta(event: dict[str, Any]) -> Chunk | None:
-    """One ``/v1/completions`` stream event as a chunk (``None``: nothing in it)."""
-    choices = event['choices']
-    usage = event.get('usage')
-    if not choices:
-        return Chunk(usage=openai_usage(usage)) if usage else None
-    choice = choices[0]
-    finish = choice.get('finish_reason')
-    if finish is None and usage is None:
-        text = choice['text']
-        return Chunk(text) if text else None
-    return Chunk(choice.get('text') or '', finish_reason(finish), openai_usage(usage))
-
-
-def _chat_delta(event: dict[str, Any]) -> Chunk | None:
-    """One ``/v1/chat/completions`` stream event as a chunk (``None``: nothing in it)."""
-    choices = event['choices']
-    usage = event.get('usage')
-    if not choices:
-        return Chunk(usage=openai_usage(usage)) if usage else None
-    choice = choices[0]
-    delta = choice.get('delta') or {}
-    text = delta.get('content')
-    calls = delta.get('tool_calls')
-    finish = choice.get('finish_reason')
-    if finish is None and usage is None and not calls:
-        return Chunk(text) if text else None
-    return Chunk(text or '', finish_reason(finish), openai_usage(usage), openai_tool_deltas(calls))
-
-
-def _completion_chunks(events: list[dict[str, Any]]) -> list[Chunk]:
-    """The events of one network read as chunks: several events merge into one."""
-    if len(events) == 1:
-        chunk = _completion_delta(events[0])
-        return [chunk] if chunk is not None else []
-    texts, finish, usage = [], None, None
-    for event in events:
-        choices = event['choices']
-        if choices:
-            choice = choices[0]
-            text = choice['text']
-            if text:
-                texts.append(text)
-            if choice.get('finish_reason') is not None:
-                finish = choice['finish_reason']
-        if event.get('usage'):
-            usage = event['usage']
-    return _merged(texts, finish, usage, None)
-
-
-def _chat_chunks(events: list[dict[str, Any]]) -> list[Chunk]:
-    """The events of one network read as chunks: several events merge into one."""
-    if len(events) == 1:
-        chunk = _chat_delta(events[0])
-        return [chunk] if chunk is not None else []
-    texts, finish, usage, calls = [], None, None, []
-    for event in events:
-        choices = event['choices']
-        if choices:
-            choice = choices[0]
-            delta = choice.get('delta') or {}
-            text = delta.get('content')
-            if text:
-                texts.append(text)
-            if delta.get('tool_calls'):
-                calls += delta['tool_calls']
-            if choice.get('finish_reason') is not None:
-                finish = choice['finish_reason']
-        if event.get('usage'):
-            usage = event['usage']
-    return _merged(texts, finish, usage, calls)
-
-
-def _merged(texts: list[str], finish: str | None, usage: Any, calls: list[dict[str, Any]] | None) -> list[Chunk]:
-    if not texts and finish is None and usage is None and not calls:
-        return []
-    return [Chunk(''.join(texts), finish_reason(finish), openai_usage(usage), openai_tool_deltas(calls))]
-
-
-def _completion_answer(answer: dict[str, Any]) -> Chunk:
-    choice = answer['choices'][0]
-    return Chunk(
-        choice.get('text') or '', finish_reason(choice.get('finish_reason')), openai_usage(answer.get('usage'))
-    )
-
-
-def _chat_answer(answer: dict[str, Any]) -> Chunk:
-    choice = answer['choices'][0]
-    message = choice.get('message') or {}
-    return Chunk(
-        message.get('content') or '',
-        finish_reason(choice.get('finish_reason')),
-        openai_usage(answer.get('usage')),
-        openai_tool_deltas(message.get('tool_calls')),
-    )
-
-
-def _whole_answer(answer: Any, parse: Callable[[Any], Chunk]) -> Chunk:
-    """A non-streamed answer as one chunk; a malformed answer raises :class:`StreamError`."""
-    try:
-        if isinstance(answer, Mapping) and answer.get('error') is not None:
-            error = answer['error']
-            message = error.get('message') if isinstance(error, Mapping) else error
-            raise StreamError(f'the server reported an error: {message}', body=answer)
-        return parse(answer)
-    except (KeyError, IndexError, TypeError, AttributeError) as exc:
-        raise StreamError(f'unexpected answer from the server: {str(answer)[:200]!r}', body=answer) from exc
+        return '/completions', completion_answer, completion_chunks
+    return '/chat/completions', chat_answer, chat_chunks

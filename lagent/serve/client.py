@@ -21,6 +21,7 @@ from lagent.agents import AgentEvent, AgentMemory, AgentResult
 from lagent.errors import EngineUnavailableError, RequestError, StreamError
 from lagent.llms.http import HTTPTransport
 from lagent.llms.openai_compatible import api_base
+from lagent.llms.protocols import SSEStream
 from lagent.llms.streaming import AsyncStream, Stream
 from lagent.schema import Message
 
@@ -99,7 +100,7 @@ class AgentClient(_ClientBase):
         """Send the user's message; yield the agent's events as they happen.
         Closing the stream early stops the run on the server."""
         body = self._body(self.model, message, stream=True)
-        return Stream(self.transport.stream('/chat/completions', body, _events))
+        return Stream(self.transport.stream('/chat/completions', body, _events, protocol=SSEStream))
 
     def memory(self) -> AgentMemory:
         """The conversation as the server keeps it (empty before the first message)."""
@@ -149,7 +150,7 @@ class AsyncAgentClient(_ClientBase):
 
     async def _stream(self, message: str | Message | Mapping[str, Any]) -> AsyncIterator[AgentEvent]:
         body = self._body(await self.model(), message, stream=True)
-        events = self.transport.astream('/chat/completions', body, _events)
+        events = self.transport.astream('/chat/completions', body, _events, protocol=SSEStream)
         try:
             async for event in events:
                 yield event

@@ -17,7 +17,13 @@ from lagent.errors import MissingExtraError
 def _run() -> BenchRun:
     records = [
         RequestRecord(
-            index=0, scheduled_s=0.0, start_s=0.0, ttft_s=0.1, latency_s=0.5, itl_s=[0.1] * 4, output_tokens=5
+            index=0,
+            scheduled_s=0.0,
+            start_s=0.0,
+            event_s=[0.1, 0.2, 0.3, 0.4, 0.5],
+            latency_s=0.5,
+            output_tokens=5,
+            output_tokens_source='usage',
         ),
         RequestRecord(index=1, scheduled_s=0.2, start_s=0.25, latency_s=0.05, error='LLMConnectionError: refused'),
     ]
@@ -29,7 +35,7 @@ def test_summary_lines() -> None:
     rows = dict(line.split(':', 1) for line in text.splitlines())
     rows = {name: value.strip() for name, value in rows.items()}
     assert rows['Requests sent'] == '2' and rows['Completed'] == '1' and rows['Errors'] == '1'
-    assert rows['Output tokens'] == '5 (from chunks)'
+    assert rows['Output tokens'] == '5 (from usage)'
     assert rows['Output tokens/s'] == '5.000'
     assert rows['TTFT p50 (ms)'] == '100.000'
     assert rows['TPOT mean (ms)'] == '100.000'
@@ -52,7 +58,15 @@ def test_json_holds_settings_summary_and_every_record(tmp_path: Path) -> None:
     assert [r['index'] for r in data['records']] == [0, 1]
     assert data['records'][0]['tpot_s'] == pytest.approx(0.1)
     assert data['records'][1]['error'] == 'LLMConnectionError: refused'
-    assert set(data['records'][0]) >= {'ttft_s', 'latency_s', 'itl_s', 'output_tokens', 'output_tokens_source'}
+    assert set(data['records'][0]) >= {
+        'event_s',
+        'ttft_s',
+        'latency_s',
+        'itl_s',
+        'output_tokens',
+        'output_tokens_source',
+    }
+    assert data['records'][0]['itl_s'] == pytest.approx([0.1] * 4)
 
 
 def test_plot_writes_a_png(tmp_path: Path) -> None:

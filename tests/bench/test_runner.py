@@ -16,8 +16,10 @@ from lagent.bench.runner import run_benchmark
 from lagent.bench.workload import BenchRequest, synthetic_requests
 from lagent.errors import LLMConnectionError
 from lagent.llms.base import BaseLLM, LLMRequest
+from lagent.llms.openai_compatible import OpenAICompatible
 from lagent.llms.scripted import ScriptedLLM
 from lagent.schema import Chunk, GenerationParams, Usage
+from tests.faults.campaign import chaos_server
 
 
 class PacedLLM(BaseLLM):
@@ -65,17 +67,32 @@ async def test_records_time_every_token() -> None:
         assert record.ttft_s >= 0.05
         assert len(record.itl_s) == 4 and all(gap >= 0.009 for gap in record.itl_s)
         assert record.latency_s >= record.ttft_s + sum(record.itl_s) - 1e-6
-        assert (record.output_tokens, record.output_tokens_source) == (5, 'chunks')
+        assert (record.output_tokens, record.output_tokens_source) == (None, 'unknown')  # chunks are not tokens
         assert record.output_chars == len(' t0 t1 t2 t3 t4')
         assert record.finish_reason == 'length'
-        assert record.tpot_s == pytest.approx((record.latency_s - record.ttft_s) / 4)
+        assert record.tpot_s is None  # no token count, no time per token
     assert run.duration_s >= sum(record.latency_s for record in run.records) - 1e-6  # concurrency 1: one by one
 
 
 async def test_token_count_comes_from_usage_when_reported() -> None:
     llm = PacedLLM(first_delay=0, gap=0, report_usage=True)
-    run = await run_benchmark(llm, _requests(2, 3))
+    run = await run_benchmark(llm, _requests(2, 3), count_tokens=lambda text: 1000)
     assert [(r.output_tokens, r.output_tokens_source) for r in run.records] == [(6, 'usage')] * 2
+
+
+async def test_token_count_comes_from_the_tokenizer_without_usage() -> None:
+    seen: list[str] = []
+
+    def count(text: str) -> int:
+        seen.append(text)
+        return len(text.split()) * 3
+
+    run = await run_benchmark(
+        PacedLLM(first_delay=0, gap=0.01, report_usage=False), _requests(2, 4), count_tokens=count
+    )
+    assert seen == [' t0 t1 t2 t3'] * 2  # the whole reply, once, after it ended
+    assert [(r.output_tokens, r.output_tokens_source) for r in run.records] == [(12, 'tokenizer')] * 2
+    assert run.records[0].tpot_s == pytest.approx((run.records[0].latency_s - run.records[0].ttft_s) / 11)
 
 
 async def test_concurrency_is_the_most_in_flight() -> None:
@@ -103,7 +120,7 @@ async def test_failures_are_recorded_and_the_run_goes_on() -> None:
     run = await run_benchmark(llm, requests, concurrency=2)
     failed = run.records[2]
     assert failed.error == 'LLMConnectionError: connection reset by peer'  # one line
-    assert failed.ttft_s is None and failed.output_tokens == 0
+    assert failed.ttft_s is None and failed.output_tokens is None
     assert [r.error for r in run.records[:2]] == [None, None]
 
 
@@ -149,3 +166,17 @@ async def test_a_reply_with_no_text_and_no_finish_reason_is_an_error() -> None:
 async def test_an_empty_reply_that_finished_is_not_an_error() -> None:
     run = await run_benchmark(ScriptedLLM(['']), _requests(1, 3))
     assert run.records[0].error is None and run.records[0].output_tokens == 1  # ScriptedLLM reports one piece
+
+
+async def test_every_event_a_server_sends_is_timed_even_when_read_together() -> None:
+    with chaos_server() as server:
+        tokens = [f' w{i}' for i in range(12)]
+        server.plan(tokens=tokens, writes='all')  # the whole stream in one write: one network read
+        async with OpenAICompatible(server.url, 'chaos', max_new_tokens=12) as llm:
+            run = await run_benchmark(llm, _requests(1, 12))
+            streamed = [chunk async for chunk in llm.astream('Count.')]
+    (record,) = run.records
+    assert len(streamed) < len(tokens)  # outside the benchmark the read is one merged chunk
+    assert len(record.event_s) == len(tokens)  # the benchmark sees every event
+    assert record.itl_s == pytest.approx([0.0] * 11, abs=0.05)  # they arrived together
+    assert record.output_chars == len(''.join(tokens)) and record.output_tokens == 12  # from usage

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from lagent.bench.runner import RequestRecord
-from lagent.bench.stats import LatencyStats, percentile, summarize
+from lagent.bench.stats import LatencyStats, percentile, summarize, token_arrivals
 
 
 @pytest.mark.parametrize(
@@ -55,20 +55,19 @@ def _records() -> list[RequestRecord]:
         RequestRecord(
             index=0,
             scheduled_s=0.0,
-            ttft_s=0.1,
+            event_s=[0.1, 0.2, 0.3, 0.4, 0.5],
             latency_s=0.5,
-            itl_s=[0.1] * 4,
             output_tokens=5,
             output_tokens_source='usage',
         ),
         RequestRecord(
             index=1,
             scheduled_s=0.0,
-            ttft_s=0.3,
+            start_s=1.0,
+            event_s=[0.3, 0.5, 0.7, 0.9],
             latency_s=0.9,
-            itl_s=[0.2] * 3,
             output_tokens=4,
-            output_tokens_source='chunks',
+            output_tokens_source='tokenizer',
         ),
         RequestRecord(index=2, scheduled_s=0.0, latency_s=0.05, error='LLMConnectionError: refused'),
     ]
@@ -93,10 +92,11 @@ def test_summary_by_hand() -> None:
     assert summary.output_tokens_source == 'mixed'
 
 
-def test_tpot_needs_two_tokens_and_success() -> None:
-    one_token = RequestRecord(index=0, scheduled_s=0, ttft_s=0.1, latency_s=0.1, output_tokens=1)
-    failed = RequestRecord(index=1, scheduled_s=0, ttft_s=0.1, latency_s=0.3, output_tokens=3, error='X: y')
-    assert one_token.tpot_s is None and failed.tpot_s is None
+def test_tpot_needs_two_tokens_a_count_and_success() -> None:
+    one_token = RequestRecord(index=0, scheduled_s=0, event_s=[0.1], latency_s=0.1, output_tokens=1)
+    failed = RequestRecord(index=1, scheduled_s=0, event_s=[0.1], latency_s=0.3, output_tokens=3, error='X: y')
+    uncounted = RequestRecord(index=2, scheduled_s=0, event_s=[0.1, 0.2], latency_s=0.3)
+    assert one_token.tpot_s is None and failed.tpot_s is None and uncounted.tpot_s is None
     assert summarize([one_token], 1.0).tpot is None
 
 
@@ -105,3 +105,18 @@ def test_summary_of_only_failures() -> None:
     assert (summary.completed, summary.errors, summary.output_tokens) == (0, 1, 0)
     assert summary.ttft is None and summary.itl is None and summary.latency is None
     assert summary.output_tokens_source == 'none'
+
+
+def test_unknown_token_counts_give_no_throughput_rather_than_a_guess() -> None:
+    uncounted = RequestRecord(index=0, scheduled_s=0, event_s=[0.1, 0.2], latency_s=0.3)
+    summary = summarize([_records()[0], uncounted], duration_s=1.0)
+    assert summary.output_tokens is None and summary.output_tokens_per_s is None
+    assert summary.output_tokens_source == 'mixed'
+    assert summary.itl is not None and summary.itl.count == 5  # latencies do not need a count
+
+
+def test_tokens_are_credited_when_they_arrive_not_at_the_end() -> None:
+    arrivals = token_arrivals(_records())
+    assert [at for at, _ in arrivals] == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.5, 1.3, 1.5, 1.7, 1.9])
+    assert sum(tokens for _, tokens in arrivals) == pytest.approx(9)
+    assert len({at for at, _ in arrivals}) == 9  # a ramp, not one step per request

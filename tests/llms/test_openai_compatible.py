@@ -247,35 +247,3 @@ def test_api_key_stays_secret(remote: OpenAICompatible, faults: FaultServer, cap
     assert faults.requests[-1].headers['Authorization'] == 'Bearer sk-secret-0042'
     assert 'sk-secret' not in repr(remote) + repr(remote.transport) + str(info.value)
     assert not [record for record in caplog.records if 'sk-secret' in record.getMessage()]
-
-
-# ---------------------------------------------------------------------- events of one read
-
-
-def test_events_read_together_merge_into_one_chunk() -> None:
-    from lagent.llms.openai_compatible import _chat_chunks, _completion_chunks
-    from lagent.llms.streaming import ChunkAccumulator
-
-    def call(arguments: str, **fields) -> dict:
-        return {'choices': [{'index': 0, 'delta': {'tool_calls': [{'index': 0, 'function': {'arguments': arguments},
-                                                                   **fields}]}}]}  # fmt: skip
-
-    events = [
-        {'choices': [{'index': 0, 'delta': {'role': 'assistant', 'content': 'Let me check. '}}]},
-        call('{"ci', id='call_1', type='function'),
-        call('ty": "Paris"}'),
-        {'choices': [{'index': 0, 'delta': {}, 'finish_reason': 'tool_calls'}]},
-        {'choices': [], 'usage': {'prompt_tokens': 3, 'completion_tokens': 9, 'total_tokens': 12}},
-    ]
-    events[1]['choices'][0]['delta']['tool_calls'][0]['function']['name'] = 'get_weather'
-    (merged,) = _chat_chunks(events)
-    accumulator = ChunkAccumulator()
-    accumulator.add(merged)
-    response = accumulator.response()
-    assert response.text == 'Let me check. ' and response.finish_reason == 'tool_calls'
-    assert response.tool_calls[0].id == 'call_1' and response.tool_calls[0].function.name == 'get_weather'
-    assert response.tool_calls[0].function.parsed_arguments() == {'city': 'Paris'}
-    assert response.usage is not None and response.usage.total_tokens == 12
-    texts = [{'choices': [{'index': 0, 'text': t, 'finish_reason': None}]} for t in ('a', '', 'b')]
-    assert [chunk.text for chunk in _completion_chunks(texts)] == ['ab']
-    assert _completion_chunks(texts[1:2]) == []

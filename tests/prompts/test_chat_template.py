@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from pathlib import Path
 
 import pytest
 
 from lagent.llms.default_model import smollm2_gguf_path
 from lagent.prompts import ChatTemplate, UnsafeTemplateError
+from lagent.prompts.chat_template import TemplateLimitError
 from lagent.prompts.gguf_metadata import read_gguf_metadata
 
 CHATML = (
@@ -351,3 +353,81 @@ def test_a_template_that_cannot_handle_the_messages_raises_value_error():
     template = ChatTemplate("{% for m in messages %}{{ m['content'] + '|' }}{% endfor %}")
     with pytest.raises(ValueError, match='chat template failed'):
         template.render([{'role': 'user', 'content': [{'type': 'text', 'text': 'x'}]}])
+
+
+# ---------------------------------------------------------------------- bounds: a template is code from a model file
+
+
+@pytest.mark.parametrize(
+    'source',
+    [
+        '{% for i in range(10**10) %}{% endfor %}',  # jinja2's own range cap, reported as a limit
+        "{{ 'x' * 10**12 }}",
+        "{{ ['x'] * 10**12 }}",
+        '{{ 10 ** (10 ** 10) }}',
+        "{{ '%0999999999d' % 1 }}",
+        "{{ '{:>999999999}'.format(1) }}",
+        "{{ 'x'.center(10**10) }}",
+        "{{ 'x'.ljust(10**10) }}",
+        "{{ 'x' | center(10**10) }}",
+        "{{ 'a\\nb' | indent(10**10) }}",
+        "{{ ('x' * 1000) | replace('x', 'y' * 100000) }}",
+        "{{ ('x' * 1000).replace('x', 'y' * 100000) }}",
+        "{{ ('x' * 100000).split('x') | join('y' * 10000) }}",
+        # doubling a string in a loop: each step is small, the result is not
+        "{% set ns = namespace(s='xx') %}{% for i in range(60) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}",
+        "{% set ns = namespace(s='xx') %}{% for i in range(60) %}{% set ns.s = ns.s + ns.s %}{% endfor %}",
+        # recursion: deep, and wide
+        '{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}',
+        '{% macro f(n) %}{{ f(n + 1) }}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}',
+        # nested loops that output nothing: only the time limit can stop them
+        '{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}',
+        "{% for a in 'x' * 100000 %}{% for b in 'x' * 100000 %}{% endfor %}{% endfor %}",
+        '{% for i in range(100000) recursive %}{{ loop(range(100000)) }}{% endfor %}',
+    ],
+)
+def test_runaway_templates_stop_with_a_template_limit_error(source: str) -> None:
+    template = ChatTemplate(source, render_timeout=0.5, max_output=1 << 20)
+    started = time.monotonic()
+    with pytest.raises(TemplateLimitError):
+        template.render(CONVERSATION)
+    assert time.monotonic() - started < 5
+
+
+def test_a_template_limit_error_is_a_value_error_and_names_the_limit() -> None:
+    with pytest.raises(ValueError, match='over the limit of 100'):
+        ChatTemplate("{{ 'x' * 1000 }}", max_output=100).render([])
+    with pytest.raises(ValueError, match='render time limit'):
+        ChatTemplate('{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}',
+                     render_timeout=0.2).render([])  # fmt: skip
+
+
+def test_the_output_limit_counts_the_whole_prompt() -> None:
+    template = ChatTemplate('{% for m in messages %}{{ m.content }}{% endfor %}', max_output=1000)
+    assert template.render([{'role': 'user', 'content': 'x' * 999}]) == 'x' * 999
+    with pytest.raises(TemplateLimitError):
+        template.render([{'role': 'user', 'content': 'x' * 600}, {'role': 'user', 'content': 'y' * 600}])
+
+
+@pytest.mark.parametrize('name', ['_lagent_bounded_loop', '_lagent_bounded_concat'])
+@pytest.mark.parametrize(
+    'form', ['{% set NAME = 1 %}', '{% for NAME in [] %}{% endfor %}', '{% macro NAME() %}{% endmacro %}']
+)
+def test_a_template_cannot_take_over_the_names_the_bounds_use(name: str, form: str) -> None:
+    with pytest.raises(ValueError, match='may not define'):
+        ChatTemplate(form.replace('NAME', name))
+
+
+def test_ordinary_arithmetic_and_errors_still_work() -> None:
+    template = ChatTemplate("{{ 2 ** 10 }} {{ 'ab' * 3 }} {{ '%5s|' % 'x' }} {{ [1] + [2] }} {{ 'a' ~ 1 }}")
+    assert template.render([]) == '1024 ababab     x| [1, 2] a1'
+    with pytest.raises(ValueError, match='ZeroDivisionError'):
+        ChatTemplate('{{ 1 / 0 }}').render([])
+
+
+@pytest.mark.parametrize(
+    ('name', 'value'), [('render_timeout', 0), ('render_timeout', float('inf')), ('max_output', 0)]
+)
+def test_limits_must_be_positive(name: str, value: float) -> None:
+    with pytest.raises(ValueError, match=name):
+        ChatTemplate(CHATML, **{name: value})
