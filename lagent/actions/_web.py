@@ -16,13 +16,14 @@ made of the engines' transport parts):
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from typing import Any
 
 from lagent.errors import APIStatusError, LLMConnectionError, LLMError, LLMTimeoutError
 from lagent.schema import ActionReturn, ActionStatusCode
 
-__all__ = ['WebError', 'WebReply', 'failure', 'fetch']
+__all__ = ['WebError', 'WebReply', 'failure', 'fetch', 'service_key']
 
 DEFAULT_TIMEOUT = 15.0
 """Seconds a whole request may take, by default."""
@@ -160,6 +161,25 @@ def _status_message(status: int, body: Any) -> str:
         body = json.dumps(body, ensure_ascii=False)
     detail = body[:300].strip()
     return f'HTTP {status}' + (f': {detail}' if detail else '')
+
+
+def service_key(given: str | None, variable: str, *, owner: str, keyword: str, what: str) -> str:
+    """A service's key: ``given``, else the environment variable ``variable``.
+
+    Args:
+        given: The key passed to the tool, if any.
+        variable: The environment variable that may hold it.
+        owner: The tool's name, for the error.
+        keyword: The tool's keyword for the key, for the error.
+        what: What the key is, for the error (``'a Serper API key'``).
+
+    Raises:
+        ValueError: Neither holds a key; the message names both ways to give one.
+    """
+    key = given or os.environ.get(variable)
+    if not key:
+        raise ValueError(f'{owner} needs {what}: pass {keyword}= or set {variable}')
+    return key
 
 
 def failure(error: WebError) -> ActionReturn:
