@@ -458,7 +458,7 @@ def _judge(fault: Fault, run: Run, expected: Expected, result: Any) -> tuple[str
     if run.seconds > TOTAL_S + SLACK_S:
         return 'hang', f'took {run.seconds:.2f}s, the total timeout is {TOTAL_S}s'
     if isinstance(result, BaseException):
-        if _shows_secret(result):
+        if shows_secret(result, SECRET):
             return 'leak', f'{type(result).__name__} shows the API key'
         if not isinstance(result, LLMError):
             return 'untyped', f'{type(result).__name__}: {str(result)[:300]}'
@@ -544,8 +544,8 @@ def _check_response(response: Any, expected: Expected) -> str | None:
     return None
 
 
-def _shows_secret(exc: BaseException) -> bool:
-    """Whether the key shows anywhere a user could see it: message, repr, notes, body, causes."""
+def shows_secret(exc: BaseException, secret: str) -> bool:
+    """Whether ``secret`` shows anywhere a user could see it: message, repr, notes, body, causes."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
@@ -555,7 +555,7 @@ def _shows_secret(exc: BaseException) -> bool:
             value = getattr(current, name, None)
             if value is not None:
                 parts.append(value if isinstance(value, str) else repr(value))
-        if any(SECRET in part for part in parts):
+        if any(secret in part for part in parts):
             return True
         current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
     return False
