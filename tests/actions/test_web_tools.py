@@ -5,7 +5,6 @@ timeout, and never leak their keys."""
 from __future__ import annotations
 
 import json
-import socket
 import time
 from collections.abc import Iterator
 
@@ -20,6 +19,7 @@ from lagent.actions.google_scholar_search import GoogleScholar
 from lagent.actions.google_search import GoogleSearch
 from lagent.schema import ActionStatusCode
 from tests.actions.web_services import WebServices, web_services
+from tests.fixtures.servers import closed_port_url
 from tests.fixtures.trickle_server import TrickleServer, trickle_server
 from tests.fixtures.waiting import wait_until
 
@@ -28,14 +28,6 @@ from tests.fixtures.waiting import wait_until
 def services() -> Iterator[WebServices]:
     with web_services() as running:
         yield running
-
-
-def closed_port_url() -> str:
-    """An address where nothing listens (a port the OS gave and took back)."""
-    with socket.socket() as probe:
-        probe.bind(('127.0.0.1', 0))
-        port = probe.getsockname()[1]
-    return f'http://127.0.0.1:{port}'
 
 
 def text_of(result) -> str:

@@ -54,6 +54,7 @@ from lagent.llms.lmdeploy_client import LMDeployClient
 from lagent.llms.openai_compatible import GPTAPI, OpenAICompatible
 from lagent.llms.process import ServerProcess, free_port
 from lagent.schema import ModelStatusCode, Response
+from tests.fixtures.servers import closed_port_url
 
 SECRET = 'sk-chaos-5f2b91c4-never-shown'
 CONNECT_S = 1.0
@@ -258,13 +259,6 @@ def chaos_server() -> Iterator[ChaosProcess]:
         server.close()
 
 
-def dead_url() -> str:
-    """A loopback address nobody listens on."""
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return f'http://127.0.0.1:{sock.getsockname()[1]}'
-
-
 # ---------------------------------------------------------------------- runs
 
 
@@ -327,7 +321,7 @@ class Campaign:
         self.rng = random.Random(seed)
         self.log = log or (lambda line: None)
         self.runs: list[Run] = []
-        self._dead = dead_url()
+        self._dead = closed_port_url()
         self.baseline_fds = open_fds()
 
     def run(self, count: int) -> Counter[str]:

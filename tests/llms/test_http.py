@@ -8,7 +8,6 @@ import email.utils
 import functools
 import json
 import logging
-import socket
 import time
 from collections.abc import Iterator
 
@@ -33,6 +32,7 @@ from lagent.llms.protocols import NDJSONStream, SSEStream, per_event_items
 from lagent.schema import Chunk, Usage
 from tests.faults.campaign import ChaosProcess, chaos_server, shows_secret
 from tests.fixtures.fault_server import Behaviour, FaultServer, fault_server
+from tests.fixtures.servers import closed_port_url
 
 SECRET = 'sk-test-7f3a9c-do-not-leak'
 BODY = {'model': 'm', 'prompt': 'Hi', 'stream': True}
@@ -209,10 +209,7 @@ def test_per_call_timeout_overrides_the_default(server: FaultServer) -> None:
 
 @pytest.mark.parametrize('use_async', [False, True])
 async def test_unreachable_server_raises_connection_error_after_retries(use_async: bool) -> None:
-    with socket.socket() as sock:  # a port nobody listens on
-        sock.bind(('127.0.0.1', 0))
-        port = sock.getsockname()[1]
-    client = HTTPTransport(f'http://127.0.0.1:{port}/v1', max_retries=2, retry_backoff=0.01)
+    client = HTTPTransport(f'{closed_port_url()}/v1', max_retries=2, retry_backoff=0.01)
     with pytest.raises(LLMConnectionError) as info:
         if use_async:
             await client.aget_json('/models')

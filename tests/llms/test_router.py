@@ -27,7 +27,7 @@ from lagent.llms.router import Router, models_endpoint_check
 from lagent.llms.scripted import ScriptedLLM
 from lagent.schema import ToolCall
 from tests.fixtures.fault_server import MODEL, Behaviour, FaultServer, fault_server
-from tests.fixtures.servers import free_port, llamacpp_process
+from tests.fixtures.servers import closed_port_url, llamacpp_process
 from tests.fixtures.waiting import wait_until
 
 HELLO = [{'role': 'user', 'content': 'Say hello.'}]
@@ -62,10 +62,6 @@ def bad(servers: tuple[FaultServer, FaultServer]) -> FaultServer:
 def good(servers: tuple[FaultServer, FaultServer]) -> FaultServer:
     servers[1].script(Behaviour())
     return servers[1]
-
-
-def closed_port_url() -> str:
-    return f'http://127.0.0.1:{free_port()}'  # nothing listens there: connection refused
 
 
 # ---------------------------------------------------------------------- policies
