@@ -16,7 +16,8 @@ How the lagent contract maps onto lmdeploy:
   loop, so no worker thread waits on a blocking iterator;
 * images (vision-language models) go in lmdeploy's VL input format, read and
   checked by lagent first (see :func:`pipeline_inputs`); lmdeploy turns them
-  into the model's pixel values and its engine runs the vision encoder.
+  into the model's pixel values and its engine runs the vision encoder. A
+  model lmdeploy builds no image encoder for takes no images.
 
 The translation of settings and requests into lmdeploy's inputs is done by
 the pure functions :func:`engine_config_fields`, :func:`generation_config_fields`
@@ -56,8 +57,8 @@ _END = object()
 
 MARKER_HINT = (
     "; the prompt places its images at lmdeploy's <IMAGE_TOKEN> markers, which only some of lmdeploy's vision "
-    'models read (Qwen2-VL and InternVL do; LLaVA and Gemma 3 place images themselves and reject them): for '
-    'those, send messages without a lagent template'
+    'models read (in lmdeploy 0.18 Qwen2-VL, InternVL, DeepSeek-VL and Llama 4 do; LLaVA, Gemma 3, GLM-4V and '
+    'Molmo place images themselves and reject them): for those, send messages without a lagent template'
 )
 """Added to an lmdeploy failure of a rendered prompt with images."""
 
@@ -307,6 +308,10 @@ class LMDeployPipeline(BaseLLM):
         self._generation_config_class = lmdeploy.GenerationConfig
         self._preprocess_api = _version_tuple(lmdeploy.__version__) >= PREPROCESS_API_VERSION
         self.pipe = pipe
+        # lmdeploy builds an image encoder for a vision-language model only; for a text model, 0.16 answers as if
+        # the images were not there (0.18 refuses them)
+        if getattr(getattr(pipe, 'async_engine', pipe), 'vl_encoder', None) is None:
+            self.accepts_images = frozenset()
 
     def _pipe(self) -> Any:
         if self.pipe is None:

@@ -30,7 +30,7 @@ transformers = pytest.importorskip('transformers')
 from PIL import Image  # noqa: E402
 
 from lagent.errors import LLMError, RequestError  # noqa: E402
-from lagent.images import ImagePolicy, find_images  # noqa: E402
+from lagent.images import ImageError, ImagePolicy, find_images  # noqa: E402
 from lagent.llms import LLMRequest  # noqa: E402
 from lagent.llms.lmdeploy_client import LMDeployClient  # noqa: E402
 from lagent.llms.lmdeploy_pipeline import LMDeployPipeline, pipeline_inputs  # noqa: E402
@@ -302,9 +302,14 @@ def test_a_batch_of_rendered_prompts_with_and_without_images(qwen2_vl):
 
 
 @pytest.mark.slow
-def test_a_text_model_refuses_images_before_its_engine(lmdeploy_pipeline):
-    with pytest.raises(LLMError, match='Multimodal input is not supported by this model'):
+def test_a_text_model_takes_no_images(lmdeploy_pipeline, llava):
+    """lmdeploy builds no image encoder for a text model (and 0.16 would answer as if there were no image)."""
+    assert llava.llm.accepts_images == {'messages', 'prompt'}
+    assert lmdeploy_pipeline.accepts_images == frozenset()
+    before = len(lmdeploy_pipeline.pipe.async_engine.engine.events)
+    with pytest.raises(ImageError, match=r'message 1, part 1 .*LMDeployPipeline does not take images'):
         lmdeploy_pipeline.chat(CONVERSATION)
+    assert len(lmdeploy_pipeline.pipe.async_engine.engine.events) == before  # nothing was sent
 
 
 # ---------------------------------------------------------------------- lmdeploy's api_server
