@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import multiprocessing
 import socket
 import statistics
 import time
@@ -47,6 +46,8 @@ from typing import Any
 
 import aiohttp
 import requests
+from _bare_server import STREAM_HEAD, forked_servers, http_chunk, models_answer, take_requests
+from _timing import interleaved_medians
 
 from lagent.llms.openai_compatible import OpenAICompatible
 
@@ -80,10 +81,7 @@ def sse_writes(n: int, per_write: int) -> list[bytes]:
     usage = {'prompt_tokens': 5, 'completion_tokens': n, 'total_tokens': n + 5}
     events.append(f'data: {json.dumps({**head, "choices": [], "usage": usage})}\n\n'.encode())
     events.append(b'data: [DONE]\n\n')
-    writes = []
-    for start in range(0, len(events), per_write):
-        data = b''.join(events[start : start + per_write])
-        writes.append(b'%x\r\n%s\r\n' % (len(data), data))
+    writes = [http_chunk(b''.join(events[start : start + per_write])) for start in range(0, len(events), per_write)]
     writes.append(b'0\r\n\r\n')
     return writes
 
@@ -99,35 +97,18 @@ class _Server(asyncio.Protocol):
         self.buffer = b''
 
     def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        while True:
-            end = self.buffer.find(b'\r\n\r\n')
-            if end < 0:
-                return
-            head = self.buffer[:end].decode('latin-1').split('\r\n')
-            length = 0
-            for line in head[1:]:
-                name, _, value = line.partition(':')
-                if name.strip().lower() == 'content-length':
-                    length = int(value)
-            if len(self.buffer) < end + 4 + length:
-                return
-            body = self.buffer[end + 4 : end + 4 + length]
-            self.buffer = self.buffer[end + 4 + length :]
-            self.answer(head[0].split()[1], json.loads(body) if body else {})
+        requests, self.buffer = take_requests(self.buffer + data)
+        for path, body in requests:
+            self.answer(path, body)
 
     def answer(self, path: str, body: dict[str, Any]) -> None:
         if path.endswith('/models'):
-            data = json.dumps({'object': 'list', 'data': [{'id': MODEL, 'object': 'model'}]}).encode()
-            head = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n' % len(data)
-            self.transport.write(head + data)
+            self.transport.write(models_answer(MODEL))
             return
         key = (int(body['max_tokens']), int(body.get('events_per_write', 1)))
         if key not in _BODIES:
             _BODIES[key] = sse_writes(*key)
-        self.transport.write(
-            b'HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n'
-        )
+        self.transport.write(STREAM_HEAD)
         write = self.transport.write
         for chunk in _BODIES[key]:
             write(chunk)
@@ -293,18 +274,8 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    sock = socket.socket()
-    sock.bind(('127.0.0.1', 0))
-    sock.listen(1024)
-    url = f'http://127.0.0.1:{sock.getsockname()[1]}'
-    server = multiprocessing.get_context('fork').Process(target=serve, args=(sock,), daemon=True)
-    server.start()
-    try:
+    with forked_servers(serve) as (url,):
         run(url, args)
-    finally:
-        server.terminate()
-        server.join(5)
-        sock.close()
 
 
 def run(url: str, args: argparse.Namespace) -> None:
@@ -314,16 +285,9 @@ def run(url: str, args: argparse.Namespace) -> None:
         for n in args.sizes:
             expected = expected_text(n)
             readers = [name for name in args.readers if name != 'openai' or n <= args.openai_max_n]
-            times: dict[str, list[float]] = {name: [] for name in readers}
-            for _ in range(args.repeats):
-                for name in readers:
-                    start = time.perf_counter()
-                    text = READERS[name](url, n, per_write)
-                    times[name].append(time.perf_counter() - start)
-                    if text != expected:
-                        raise SystemExit(f'{name} got the wrong text at N={n}, {per_write}/write')
-            for name in readers:
-                rates[name, n, per_write] = n / statistics.median(times[name])
+            measures = {name: _timer(name, url, n, per_write, expected) for name in readers}
+            for name, seconds in interleaved_medians(measures, args.repeats).items():
+                rates[name, n, per_write] = n / seconds
 
     print(f'\ntokens/s (median of {args.repeats}, interleaved)')
     columns = [(n, w) for w in (1, 64) for n in args.sizes]
@@ -368,6 +332,20 @@ def run(url: str, args: argparse.Namespace) -> None:
     print(f'raw aiohttp:    {raw_rate:,.0f} tokens/s, {errors[1]} errors')
     _report('lagent / raw aiohttp, concurrent', lagent_rate / raw_rate, 0.8)
     print(f'{"lagent errors, concurrent":<58}{errors[0]:>8}   (target 0)  {"ok" if errors[0] == 0 else "MISSED"}')
+
+
+def _timer(name: str, url: str, n: int, per_write: int, expected: str) -> Callable[[], float]:
+    """Seconds one read by ``name`` takes; it must read ``expected``."""
+
+    def seconds() -> float:
+        start = time.perf_counter()
+        text = READERS[name](url, n, per_write)
+        elapsed = time.perf_counter() - start
+        if text != expected:
+            raise SystemExit(f'{name} got the wrong text at N={n}, {per_write}/write')
+        return elapsed
+
+    return seconds
 
 
 def _cell(rate: float | None) -> str:

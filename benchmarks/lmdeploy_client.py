@@ -24,13 +24,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import requests
+from _timing import report_stream_rates, stream_rates
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the CPU engine lives in tests/fixtures
 
@@ -40,6 +39,7 @@ from tests.fixtures.lmdeploy_cpu_server import api_server
 
 MODEL_NAME = 'bench'
 PROMPT = 'Count.'
+RAW, LAGENT = 'raw requests reader', 'LMDeployClient.stream'
 
 
 def raw_stream(url: str, tokens: int) -> str:
@@ -74,37 +74,20 @@ def raw_stream(url: str, tokens: int) -> str:
 
 def run(tokens: int = 2000, repeats: int = 7) -> dict[str, float]:
     """Measure both sides in one run, print the table, return the medians and the ratio."""
-    raw_rates: list[float] = []
-    lagent_rates: list[float] = []
     with tempfile.TemporaryDirectory() as scratch:
         workdir = Path(scratch)
         model = scripted_model(workdir / 'model', [{'reply': ' word', 'forever': True}])
         options = ('--model-name', MODEL_NAME, '--log-level', 'ERROR')
         with api_server(write_command(workdir), model, workdir, *options) as server:
             llm = LMDeployClient(server.url, model_name=MODEL_NAME, temperature=0, max_new_tokens=tokens)
-            expected = raw_stream(server.url, tokens)  # warm both sides alike
-            ''.join(chunk.text for chunk in llm.stream(PROMPT))
-            for _ in range(repeats):
-                started = time.perf_counter()
-                raw_text = raw_stream(server.url, tokens)
-                raw_rates.append(tokens / (time.perf_counter() - started))
-                started = time.perf_counter()
-                lagent_text = ''.join(chunk.text for chunk in llm.stream(PROMPT))
-                lagent_rates.append(tokens / (time.perf_counter() - started))
-                if not raw_text == lagent_text == expected:
-                    raise RuntimeError('the two readers got different text')
+            sides = {
+                RAW: lambda: raw_stream(server.url, tokens),
+                LAGENT: lambda: ''.join(chunk.text for chunk in llm.stream(PROMPT)),
+            }
+            rates = stream_rates(sides, tokens, repeats)
             llm.close()
-    result = {
-        'tokens': float(tokens),
-        'raw_tokens_per_s': statistics.median(raw_rates),
-        'lagent_tokens_per_s': statistics.median(lagent_rates),
-    }
-    result['ratio'] = result['lagent_tokens_per_s'] / result['raw_tokens_per_s']
-    print(f'lmdeploy api_server (CPU engine, scripted), {tokens} tokens, median of {repeats} interleaved runs')
-    print(f'  raw requests reader          {result["raw_tokens_per_s"]:9.1f} tokens/s')
-    print(f'  LMDeployClient.stream        {result["lagent_tokens_per_s"]:9.1f} tokens/s')
-    print(f'  ratio lagent/raw             {result["ratio"]:9.3f}x   (target >= 0.95x)')
-    return result
+    title = f'lmdeploy api_server (CPU engine, scripted), {tokens} tokens, median of {repeats} interleaved runs'
+    return report_stream_rates(title, rates, raw=RAW, lagent=LAGENT, tokens=tokens, target=0.95)
 
 
 def main() -> None:

@@ -25,11 +25,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import multiprocessing
 import socket
-import statistics
 import time
+from collections.abc import Callable
 from typing import Any
+
+from _bare_server import STREAM_HEAD, forked_servers, http_chunk, models_answer, take_requests
+from _timing import interleaved_medians
 
 from lagent.llms.base import BaseLLM
 from lagent.llms.openai_compatible import OpenAICompatible
@@ -45,10 +47,6 @@ def token(index: int) -> str:
 
 def expected_text(tokens: int) -> str:
     return ''.join(token(index) for index in range(tokens))
-
-
-def _chunk(data: bytes) -> bytes:
-    return b'%x\r\n%s\r\n' % (len(data), data)
 
 
 class _Server(asyncio.Protocol):
@@ -67,47 +65,30 @@ class _Server(asyncio.Protocol):
         self.queue.put_nowait(None)
 
     def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        while True:
-            end = self.buffer.find(b'\r\n\r\n')
-            if end < 0:
-                return
-            head = self.buffer[:end].decode('latin-1').split('\r\n')
-            length = 0
-            for line in head[1:]:
-                name, _, value = line.partition(':')
-                if name.strip().lower() == 'content-length':
-                    length = int(value)
-            if len(self.buffer) < end + 4 + length:
-                return
-            body = self.buffer[end + 4 : end + 4 + length]
-            self.buffer = self.buffer[end + 4 + length :]
-            self.queue.put_nowait({'path': head[0].split()[1], **(json.loads(body) if body else {})})
+        requests, self.buffer = take_requests(self.buffer + data)
+        for path, body in requests:
+            self.queue.put_nowait({'path': path, **body})
 
     async def answer_in_order(self) -> None:
         while (request := await self.queue.get()) is not None:
             if request['path'].endswith('/models'):
-                data = json.dumps({'object': 'list', 'data': [{'id': MODEL, 'object': 'model'}]}).encode()
-                self.transport.write(
-                    b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n' % len(data)
-                    + data
-                )
+                self.transport.write(models_answer(MODEL))
                 continue
             async with self.slots:
                 await self.stream(int(request['max_tokens']))
 
     async def stream(self, tokens: int) -> None:
         write = self.transport.write
-        write(b'HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n')
+        write(STREAM_HEAD)
         head = {'id': 'cmpl-1', 'object': 'text_completion', 'created': 1700000000, 'model': MODEL}
         for index in range(tokens):
             await asyncio.sleep(self.token_s)
             finish = 'length' if index == tokens - 1 else None
             choice = {'index': 0, 'text': token(index), 'logprobs': None, 'finish_reason': finish}
-            write(_chunk(f'data: {json.dumps({**head, "choices": [choice]})}\n\n'.encode()))
+            write(http_chunk(f'data: {json.dumps({**head, "choices": [choice]})}\n\n'.encode()))
         usage = {'prompt_tokens': 4, 'completion_tokens': tokens, 'total_tokens': tokens + 4}
-        write(_chunk(f'data: {json.dumps({**head, "choices": [], "usage": usage})}\n\n'.encode()))
-        write(_chunk(b'data: [DONE]\n\n') + b'0\r\n\r\n')
+        write(http_chunk(f'data: {json.dumps({**head, "choices": [], "usage": usage})}\n\n'.encode()))
+        write(http_chunk(b'data: [DONE]\n\n') + b'0\r\n\r\n')
 
 
 def serve(sock: socket.socket, capacity: int, token_s: float) -> None:
@@ -140,22 +121,28 @@ def client(url: str) -> OpenAICompatible:
     return OpenAICompatible(url, model_name=MODEL, max_retries=0)
 
 
-async def run(urls: list[str], args: argparse.Namespace) -> dict[str, float]:
+def run(urls: list[str], args: argparse.Namespace) -> dict[str, float]:
     setups = {
         'one server': lambda: client(urls[0]),
         'router, 1 server': lambda: Router([client(urls[0])]),
         'router, 3 servers': lambda: Router([client(url) for url in urls]),
     }
-    rates: dict[str, list[float]] = {name: [] for name in setups}
-    for _ in range(args.repeats):
-        for name, make in setups.items():
-            llm = make()
-            try:
-                await measure(llm, args.concurrency, args.concurrency, args.tokens)  # warm the connections
-                rates[name].append(await measure(llm, args.requests, args.concurrency, args.tokens))
-            finally:
-                await llm.aclose()
-    return {name: statistics.median(values) for name, values in rates.items()}
+
+    async def rate(make: Callable[[], BaseLLM]) -> float:
+        llm = make()
+        try:
+            await measure(llm, args.concurrency, args.concurrency, args.tokens)  # warm the connections
+            return await measure(llm, args.requests, args.concurrency, args.tokens)
+        finally:
+            await llm.aclose()
+
+    loop = asyncio.new_event_loop()  # one loop for every measurement
+    try:
+        measures = {name: (lambda make=make: loop.run_until_complete(rate(make))) for name, make in setups.items()}
+        return interleaved_medians(measures, args.repeats)
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
 
 
 def main() -> None:
@@ -168,25 +155,8 @@ def main() -> None:
     parser.add_argument('--repeats', type=int, default=3)
     args = parser.parse_args()
 
-    sockets, processes, urls = [], [], []
-    context = multiprocessing.get_context('fork')
-    try:
-        for _ in range(3):
-            sock = socket.socket()
-            sock.bind(('127.0.0.1', 0))
-            sock.listen(1024)
-            sockets.append(sock)
-            urls.append(f'http://127.0.0.1:{sock.getsockname()[1]}')
-            process = context.Process(target=serve, args=(sock, args.capacity, args.token_ms / 1000), daemon=True)
-            process.start()
-            processes.append(process)
-        rates = asyncio.run(run(urls, args))
-    finally:
-        for process in processes:
-            process.terminate()
-            process.join(5)
-        for sock in sockets:
-            sock.close()
+    with forked_servers(serve, args.capacity, args.token_ms / 1000, count=3) as urls:
+        rates = run(urls, args)
 
     bound = args.capacity / (args.tokens * args.token_ms / 1000)
     print(

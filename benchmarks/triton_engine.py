@@ -25,14 +25,13 @@ from __future__ import annotations
 
 import argparse
 import queue
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _timing import report_stream_rates, stream_rates
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the test server lives in tests/fixtures
 
@@ -42,6 +41,7 @@ from tests.fixtures.triton_server import triton_server
 
 MODEL = 'scripted'
 PROMPT = 'Count.'
+RAW, LAGENT = 'raw tritonclient.grpc', 'TritonClient.stream'
 
 
 def raw_stream(client: Any, grpc: Any, tokens: int) -> str:
@@ -72,38 +72,21 @@ def run(tokens: int = 2000, repeats: int = 7) -> dict[str, float]:
     """Measure both sides in one run, print the table, return the medians and the ratio."""
     import tritonclient.grpc as grpc
 
-    raw_rates: list[float] = []
-    lagent_rates: list[float] = []
     with (
         tempfile.TemporaryDirectory() as scratch,
         triton_server(smollm2_gguf_path(), Path(scratch) / 'workspace', Path(scratch) / 'server.log') as address,
     ):
         raw_client = grpc.InferenceServerClient(address)
         llm = TritonClient(address, MODEL, temperature=0, max_new_tokens=tokens)
-        expected = raw_stream(raw_client, grpc, tokens)  # warm both sides alike
-        ''.join(chunk.text for chunk in llm.stream(PROMPT))
-        for _ in range(repeats):
-            started = time.perf_counter()
-            raw_text = raw_stream(raw_client, grpc, tokens)
-            raw_rates.append(tokens / (time.perf_counter() - started))
-            started = time.perf_counter()
-            lagent_text = ''.join(chunk.text for chunk in llm.stream(PROMPT))
-            lagent_rates.append(tokens / (time.perf_counter() - started))
-            if not raw_text == lagent_text == expected:
-                raise RuntimeError('the two readers got different text')
+        sides = {
+            RAW: lambda: raw_stream(raw_client, grpc, tokens),
+            LAGENT: lambda: ''.join(chunk.text for chunk in llm.stream(PROMPT)),
+        }
+        rates = stream_rates(sides, tokens, repeats)
         llm.close()
         raw_client.close()
-    result = {
-        'tokens': float(tokens),
-        'raw_tokens_per_s': statistics.median(raw_rates),
-        'triton_tokens_per_s': statistics.median(lagent_rates),
-    }
-    result['ratio'] = result['triton_tokens_per_s'] / result['raw_tokens_per_s']
-    print(f'tritonserver (PyTriton, CPU), model {MODEL!r}, {tokens} tokens, median of {repeats} interleaved runs')
-    print(f'  raw tritonclient.grpc        {result["raw_tokens_per_s"]:9.1f} tokens/s')
-    print(f'  TritonClient.stream          {result["triton_tokens_per_s"]:9.1f} tokens/s')
-    print(f'  ratio lagent/raw             {result["ratio"]:9.3f}x   (target >= 0.95x)')
-    return result
+    title = f'tritonserver (PyTriton, CPU), model {MODEL!r}, {tokens} tokens, median of {repeats} interleaved runs'
+    return report_stream_rates(title, rates, raw=RAW, lagent=LAGENT, tokens=tokens, target=0.95)
 
 
 def main() -> None:

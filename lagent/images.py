@@ -37,6 +37,7 @@ from typing import Any, Literal
 from urllib.parse import unquote, urlparse
 
 from lagent._optional import import_optional
+from lagent.errors import APIStatusError, LLMError
 
 __all__ = [
     'IMAGE_PART_TYPE',
@@ -58,7 +59,6 @@ IMAGE_PART_TYPE = 'image_url'
 
 _STRICT_DECODING = threading.Lock()
 _DATA_URI = re.compile(r'^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(?:;[^;,]*)*),', re.S)
-_FETCH_CHUNK = 1 << 16
 _MAX_REDIRECTS = 5
 
 
@@ -79,6 +79,8 @@ class ImagePolicy:
             URLs (OpenAI-compatible, lmdeploy) fetch them themselves.
         allow_local_files: lagent reads images from local paths and ``file://`` URIs.
         fetch_timeout: Seconds to connect and between bytes when fetching.
+        fetch_total_timeout: Seconds a whole fetch may take, redirects included
+            (a server that sends its bytes slowly cannot stretch it).
     """
 
     max_bytes: int = 20 * 1024 * 1024
@@ -86,12 +88,15 @@ class ImagePolicy:
     allow_fetch: bool = True
     allow_local_files: bool = True
     fetch_timeout: float = 10.0
+    fetch_total_timeout: float = 60.0
 
     def __post_init__(self) -> None:
         if self.max_bytes < 1 or self.max_pixels < 1:
             raise ValueError('ImagePolicy limits must be positive')
         if not self.fetch_timeout > 0:
             raise ValueError('ImagePolicy.fetch_timeout must be positive')
+        if not self.fetch_total_timeout > 0:
+            raise ValueError('ImagePolicy.fetch_total_timeout must be positive')
 
     @classmethod
     def for_server(cls, **changes: Any) -> ImagePolicy:
@@ -262,7 +267,7 @@ def _decode_data_uri(ref: ImageRef, policy: ImagePolicy) -> bytes:
         raise ImageError(f'{ref.describe()}: the data: URI must be base64-encoded (data:image/...;base64,...)')
     payload = ref.value[match.end() :]
     if len(payload) * 3 // 4 > policy.max_bytes + 3:
-        raise ImageError(f'{ref.describe()}: the image is larger than the limit of {policy.max_bytes} bytes')
+        raise _too_large(ref, policy)
     try:
         data = base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError) as exc:
@@ -290,31 +295,40 @@ def _read_file(ref: ImageRef, policy: ImagePolicy) -> bytes:
 def _fetch(ref: ImageRef, policy: ImagePolicy) -> bytes:
     if not policy.allow_fetch:
         raise ImageError(f'{ref.describe()}: fetching images is not allowed here (ImagePolicy.allow_fetch)')
-    import requests  # here: importing lagent does not load an HTTP client
+    # here: importing lagent does not load an HTTP client
+    from lagent.llms._http_fetch import BodyTooLargeError, fetch_bytes
 
-    session = requests.Session()
-    session.max_redirects = _MAX_REDIRECTS
     try:
-        with session.get(ref.value, stream=True, timeout=policy.fetch_timeout) as response:
-            if response.status_code != 200:
-                raise ImageError(f'{ref.describe()}: fetching the image answered HTTP {response.status_code}')
-            declared = response.headers.get('Content-Length')
-            if declared and declared.isdigit():
-                _check_size(ref, int(declared), policy)
-            buffer = bytearray()
-            for chunk in response.iter_content(_FETCH_CHUNK):
-                buffer += chunk
-                _check_size(ref, len(buffer), policy)
-            return bytes(buffer)
-    except requests.RequestException as exc:
-        raise ImageError(f'{ref.describe()}: fetching the image failed: {type(exc).__name__}') from exc
-    finally:
-        session.close()
+        reply = fetch_bytes(
+            'GET',
+            ref.value,
+            timeout=policy.fetch_total_timeout,
+            connect_timeout=policy.fetch_timeout,
+            idle_timeout=policy.fetch_timeout,
+            max_bytes=policy.max_bytes,
+            max_redirects=_MAX_REDIRECTS,
+            what='fetching the image failed',
+        )
+    except BodyTooLargeError:
+        raise _too_large(ref, policy) from None
+    except APIStatusError as exc:
+        raise ImageError(f'{ref.describe()}: fetching the image answered HTTP {exc.status_code}') from None
+    except LLMError as exc:  # its message begins with 'fetching the image failed'
+        raise ImageError(f'{ref.describe()}: {exc}') from exc
+    except ValueError as exc:  # not an address to fetch from
+        raise ImageError(f'{ref.describe()}: fetching the image failed: {exc}') from None
+    if reply.status != 200:
+        raise ImageError(f'{ref.describe()}: fetching the image answered HTTP {reply.status}')
+    return reply.body
 
 
 def _check_size(ref: ImageRef, size: int, policy: ImagePolicy) -> None:
     if size > policy.max_bytes:
-        raise ImageError(f'{ref.describe()}: the image is larger than the limit of {policy.max_bytes} bytes')
+        raise _too_large(ref, policy)
+
+
+def _too_large(ref: ImageRef, policy: ImagePolicy) -> ImageError:
+    return ImageError(f'{ref.describe()}: the image is larger than the limit of {policy.max_bytes} bytes')
 
 
 def _open_image(ref: ImageRef, data: bytes, policy: ImagePolicy) -> Any:

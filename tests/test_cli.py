@@ -14,7 +14,7 @@ import pytest
 
 from lagent.bench.stats import percentile
 from lagent.cli import build_parser
-from tests.fixtures.servers import free_port
+from tests.fixtures.servers import closed_port_url
 
 pytestmark = pytest.mark.slow
 
@@ -160,12 +160,12 @@ def test_unknown_backend() -> None:
 
 
 def test_unreachable_url() -> None:
-    url = f'http://127.0.0.1:{free_port()}/v1'
+    url = f'{closed_port_url()}/v1'
     assert_one_line_error(lagent('chat', '--backend', 'openai', '--url', url, '--model', 'm', 'hi'))
 
 
 def test_interactive_chat_reports_each_failed_turn_and_goes_on() -> None:
-    url = f'http://127.0.0.1:{free_port()}/v1'
+    url = f'{closed_port_url()}/v1'
     result = lagent('chat', '--backend', 'openai', '--url', url, '--model', 'm', stdin='first\nsecond\n')
     assert result.returncode == 1
     lines = result.stderr.splitlines()
@@ -290,7 +290,7 @@ def test_bench_on_the_embedded_model_with_a_dataset(tmp_path: Path) -> None:
 
 
 def test_bench_where_every_request_fails_exits_non_zero(tmp_path: Path) -> None:
-    url = f'http://127.0.0.1:{free_port()}/v1'
+    url = f'{closed_port_url()}/v1'
     result = lagent(
         'bench', '--backend', 'openai', '--url', url, '--model', 'm', '--synthetic', '--num-requests', '2',
         '--no-progress', '--json', str(tmp_path / 'out.json'),

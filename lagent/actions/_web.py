@@ -1,10 +1,12 @@
 """One HTTP request for the tools that call web services (search engines,
 arXiv, maps): bounded in time and size, failing with one clear error.
 
-* Time: a connect timeout, a read timeout per socket read, and a deadline for
-  the whole call, checked between reads of the body; the request runs in a
-  worker thread the caller stops waiting for at the deadline, so neither a
-  slow name lookup nor a server that trickles bytes can hold a tool past it.
+The request is lagent's one bounded fetch (:mod:`lagent.llms._http_fetch`,
+made of the engines' transport parts):
+
+* Time: a connect timeout, a read timeout, and a deadline for the whole call
+  that a server trickling bytes cannot stretch (its socket is shut down when
+  the deadline passes).
 * Size: the body is read up to ``max_bytes``; more is an error.
 * Errors: :class:`WebError`, whose message says which service, what failed
   and (for an HTTP status) what the service answered. API keys never appear
@@ -14,23 +16,20 @@ arXiv, maps): bounded in time and size, failing with one clear error.
 from __future__ import annotations
 
 import json
-import threading
-import time
+import os
 from dataclasses import dataclass
 from typing import Any
 
-import requests
-
+from lagent.errors import APIStatusError, LLMConnectionError, LLMError, LLMTimeoutError
 from lagent.schema import ActionReturn, ActionStatusCode
 
-__all__ = ['WebError', 'WebReply', 'failure', 'fetch']
+__all__ = ['WebError', 'WebReply', 'failure', 'fetch', 'service_key']
 
 DEFAULT_TIMEOUT = 15.0
 """Seconds a whole request may take, by default."""
 MAX_BYTES = 5 * 1024 * 1024
 """Largest body read, by default."""
 _CONNECT_TIMEOUT = 5.0
-_READ_SIZE = 64 * 1024
 
 
 class WebError(Exception):
@@ -116,84 +115,71 @@ def fetch(
     """
     if not timeout > 0:
         raise ValueError(f'timeout must be positive, got {timeout!r}')
-    outcome: dict[str, Any] = {}
-    finished = threading.Event()
-    deadline = time.monotonic() + timeout
+    # here: the tools load the HTTP error mapping (and aiohttp with it) only once one calls the web
+    from lagent.llms._http_errors import without_secret
+    from lagent.llms._http_fetch import BodyTooLargeError, fetch_bytes
+
+    hidden = tuple(secret for secret in secrets if len(secret) >= 6)  # shorter ones are no secret
     query = {key: value for key, value in (params or {}).items() if value is not None}
-
-    def run() -> None:
-        try:
-            outcome['reply'] = _request(method, url, query, json_body, headers or {}, deadline, timeout, max_bytes)
-        except BaseException as exc:  # handed to the caller below
-            outcome['error'] = exc
-        finally:
-            finished.set()
-
-    threading.Thread(target=run, name='lagent-web-request', daemon=True).start()
-    if not finished.wait(timeout):
-        raise WebError(f'{service}: no reply within {timeout:g}s')
-    if 'error' in outcome:
-        error = outcome['error']
-        if isinstance(error, WebError):
-            raise WebError(_redact(f'{service}: {error}', secrets), error.status) from None
-        raise error
-    return outcome['reply']
-
-
-def _request(
-    method: str,
-    url: str,
-    params: dict[str, Any],
-    json_body: Any,
-    headers: dict[str, str],
-    deadline: float,
-    timeout: float,
-    max_bytes: int,
-) -> WebReply:
-    read_timeout = max(timeout, 0.1)
+    status = None
     try:
-        response = requests.request(
+        reply = fetch_bytes(
             method,
             url,
-            params=params,
-            json=json_body,
+            params=query,
+            json_body=json_body,
             headers=headers,
-            timeout=(min(_CONNECT_TIMEOUT, read_timeout), read_timeout),
-            stream=True,
+            timeout=timeout,
+            connect_timeout=_CONNECT_TIMEOUT,
+            max_bytes=max_bytes,
+            secrets=hidden,
         )
-    except requests.Timeout:
-        raise WebError(f'no reply within {timeout:g}s') from None
-    except requests.ConnectionError as exc:
-        raise WebError(f'cannot connect ({_reason(exc)}); is the network reachable?') from None
-    except requests.RequestException as exc:
-        raise WebError(f'the request failed ({_reason(exc)})') from None
-    with response:
-        body = _read_body(response, deadline, timeout, max_bytes)
-        if not 200 <= response.status_code < 300:
-            detail = body[:300].decode('utf-8', 'replace').strip()
-            message = f'HTTP {response.status_code}' + (f': {detail}' if detail else '')
-            raise WebError(message, response.status_code)
-        return WebReply(response.status_code, body, response.headers.get('Content-Type', ''), response.url)
+    except ValueError as exc:  # not an address to send a request to
+        message = f'the request failed ({exc})'
+    except LLMTimeoutError:
+        message = f'no reply within {timeout:g}s'
+    except BodyTooLargeError:
+        message = f'the reply is larger than {max_bytes} bytes'
+    except APIStatusError as exc:
+        status, message = exc.status_code, _status_message(exc.status_code, exc.body)
+    except LLMConnectionError as exc:
+        message = f'cannot connect ({_reason(exc)}); is the network reachable?'
+    except LLMError as exc:
+        message = f'reading the reply failed ({_reason(exc)})'
+    else:
+        if 200 <= reply.status < 300:
+            return WebReply(reply.status, reply.body, reply.headers.get('Content-Type', ''), reply.url)
+        status, message = reply.status, _status_message(reply.status, reply.body)
+    raise without_secret(WebError(f'{service}: {message}', status), hidden) from None
 
 
-def _read_body(response: requests.Response, deadline: float, timeout: float, max_bytes: int) -> bytes:
-    pieces: list[bytes] = []
-    size = 0
-    try:
-        while True:
-            if time.monotonic() > deadline:
-                raise WebError(f'the reply took longer than {timeout:g}s')
-            piece = response.raw.read1(_READ_SIZE, decode_content=True)
-            if not piece:
-                return b''.join(pieces)
-            size += len(piece)
-            if size > max_bytes:
-                raise WebError(f'the reply is larger than {max_bytes} bytes')
-            pieces.append(piece)
-    except WebError:
-        raise
-    except Exception as exc:  # urllib3 read and decode errors, socket timeouts
-        raise WebError(f'reading the reply failed ({_reason(exc)})') from None
+def _status_message(status: int, body: Any) -> str:
+    """``HTTP <status>`` and the start of what the service answered."""
+    if isinstance(body, bytes):
+        body = body.decode('utf-8', 'replace')
+    elif not isinstance(body, str):
+        body = json.dumps(body, ensure_ascii=False)
+    detail = body[:300].strip()
+    return f'HTTP {status}' + (f': {detail}' if detail else '')
+
+
+def service_key(given: str | None, variable: str, *, owner: str, keyword: str, what: str) -> str:
+    """A service's key: ``given``, else the environment variable ``variable``.
+
+    Args:
+        given: The key passed to the tool, if any.
+        variable: The environment variable that may hold it.
+        owner: The tool's name, for the error.
+        keyword: The tool's keyword for the key, for the error.
+        what: What the key is, for the error (``'a Serper API key'``).
+
+    Raises:
+        ValueError: Neither holds a key; the message names both ways to give one.
+    """
+    key = given or os.environ.get(variable)
+    if not key:
+        raise ValueError(f'{owner} needs {what}: pass {keyword}= or set {variable}')
+    return key
 
 
 def failure(error: WebError) -> ActionReturn:
@@ -203,15 +189,9 @@ def failure(error: WebError) -> ActionReturn:
     return ActionReturn(errmsg=str(error), state=state)
 
 
-def _redact(text: str, secrets: tuple[str, ...]) -> str:
-    for secret in secrets:
-        if len(secret) >= 6:  # shorter ones are no secret, and would blank out ordinary words
-            text = text.replace(secret, '***')
-    return text
-
-
 def _reason(exc: BaseException) -> str:
-    """A one-line reason from a requests/urllib3 error (their messages repeat the URL and nest)."""
+    """A one-line reason: the innermost error behind ``exc`` (the messages of the
+    HTTP libraries repeat the URL and nest)."""
     innermost: BaseException = exc
     while True:
         inner = innermost.__context__ or innermost.__cause__

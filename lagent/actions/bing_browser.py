@@ -15,7 +15,7 @@ from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-from lagent.actions._web import DEFAULT_TIMEOUT, WebError, failure, fetch
+from lagent.actions._web import DEFAULT_TIMEOUT, WebError, WebReply, failure, fetch
 from lagent.actions.base_action import BaseAction
 from lagent.actions.parser import BaseParser
 from lagent.actions.tool import tool_api
@@ -49,6 +49,8 @@ class BaseSearch:
 
     service = 'search'
     """The engine's name, for error messages."""
+    api_key: str | None = None
+    """The engine's key, if it takes one (kept out of error messages)."""
 
     def __init__(self, topk: int = 3, black_list: Sequence[str] | None = DEFAULT_BLACK_LIST, timeout: float = 30):
         self.topk = topk
@@ -66,6 +68,15 @@ class BaseSearch:
     def _results(self, query: str) -> list[tuple[str, str, str]]:
         """``(url, snippet, title)`` of each result, best first."""
         raise NotImplementedError
+
+    def _fetch(self, method: str, url: str, **request: Any) -> WebReply:
+        """One request to the engine, within the search's timeout, its key kept out of errors.
+
+        Raises:
+            WebError: See :func:`~lagent.actions._web.fetch`.
+        """
+        secrets = (self.api_key,) if self.api_key else ()
+        return fetch(self.service, method, url, timeout=self.timeout, secrets=secrets, **request)
 
     def _filter_results(self, results: list[tuple[str, str, str]]) -> dict[int, dict[str, str]]:
         kept: dict[int, dict[str, str]] = {}
@@ -104,7 +115,7 @@ class DuckDuckGoSearch(BaseSearch):
         self.base_url = base_url
 
     def _results(self, query: str) -> list[tuple[str, str, str]]:
-        reply = fetch(self.service, 'GET', self.base_url, params={'q': query}, timeout=self.timeout)
+        reply = self._fetch('GET', self.base_url, params={'q': query})
         page = _DuckDuckGoPage()
         page.feed(reply.text())
         return page.results
@@ -144,15 +155,7 @@ class BingSearch(BaseSearch):
     def _results(self, query: str) -> list[tuple[str, str, str]]:
         params = {'q': query, 'mkt': self.market, 'count': self.topk * 2}
         headers = {'Ocp-Apim-Subscription-Key': self.api_key}
-        data = fetch(
-            self.service,
-            'GET',
-            self.base_url,
-            params=params,
-            headers=headers,
-            timeout=self.timeout,
-            secrets=(self.api_key,),
-        ).json()
+        data = self._fetch('GET', self.base_url, params=params, headers=headers).json()
         pages = {page.get('id'): page for page in (data.get('webPages') or {}).get('value') or []}
         news = data.get('news') or {}
         results = []
@@ -222,9 +225,7 @@ class BraveSearch(BaseSearch):
         }
         headers = {'X-Subscription-Token': self.api_key, 'Accept': 'application/json'}
         url = f'{self.base_url}/{self.search_type}/search'
-        data = fetch(
-            self.service, 'GET', url, params=params, headers=headers, timeout=self.timeout, secrets=(self.api_key,)
-        ).json()
+        data = self._fetch('GET', url, params=params, headers=headers).json()
         items = (data.get('web') or {}).get('results') if self.search_type == 'web' else data.get('results')
         results = []
         for item in items or []:
@@ -269,9 +270,7 @@ class GoogleSearch(BaseSearch):
         body = {'q': query, 'num': self.topk, **self.kwargs}
         headers = {'X-API-KEY': self.api_key, 'Content-Type': 'application/json'}
         url = f'{self.base_url}/{self.search_type}'
-        data = fetch(
-            self.service, 'POST', url, json_body=body, headers=headers, timeout=self.timeout, secrets=(self.api_key,)
-        ).json()
+        data = self._fetch('POST', url, json_body=body, headers=headers).json()
         results = []
         answer = data.get('answerBox') or {}
         text = answer.get('answer') or answer.get('snippet') or answer.get('snippetHighlighted')

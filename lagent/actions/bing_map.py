@@ -3,11 +3,10 @@ Maps REST services (needs the internet and a key)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import Any
 
-from lagent.actions._web import DEFAULT_TIMEOUT, WebError, failure, fetch
+from lagent.actions._web import DEFAULT_TIMEOUT, WebError, failure, fetch, service_key
 from lagent.actions.base_action import BaseAction
 from lagent.actions.parser import BaseParser
 from lagent.actions.tool import tool_api
@@ -42,10 +41,7 @@ class BINGMap(BaseAction):
         timeout: float = DEFAULT_TIMEOUT,
     ):
         super().__init__(description, parser, enable)
-        key = key or os.environ.get('BING_MAP_KEY')
-        if not key:
-            raise ValueError('BINGMap needs a Bing Maps key: pass key= or set BING_MAP_KEY')
-        self.key = key
+        self.key = service_key(key, 'BING_MAP_KEY', owner='BINGMap', keyword='key', what='a Bing Maps key')
         self.base_url = base_url.rstrip('/') + '/'
         self.timeout = timeout
 

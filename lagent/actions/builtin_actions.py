@@ -14,7 +14,30 @@ from lagent.schema import ActionReturn, ActionStatusCode, ActionValidCode
 __all__ = ['FinishAction', 'InvalidAction', 'NoAction']
 
 
-class InvalidAction(BaseAction):
+class _ReportsAnError:
+    """The tool method of the actions that stand for a call that could not be made
+    (a mixin of :class:`InvalidAction` and :class:`NoAction`; they set ``_err_msg``)."""
+
+    tool_methods = ('run',)  # a method of a mixin is not found on its own
+    _err_msg: str
+    name: str
+
+    def run(self, err_msg: str | None = None) -> ActionReturn:
+        """Return the error message.
+
+        Args:
+            err_msg: The message to return instead of the default one.
+        """
+        return ActionReturn(
+            args={'text': err_msg},
+            type=self.name,
+            errmsg=err_msg or self._err_msg,
+            state=ActionStatusCode.API_ERROR,
+            valid=ActionValidCode.INVALID,
+        )
+
+
+class InvalidAction(_ReportsAnError, BaseAction):
     """Reports a call of a tool that does not exist (disabled: never offered to a model).
 
     Args:
@@ -32,22 +55,8 @@ class InvalidAction(BaseAction):
         super().__init__(description, parser, enable=False)
         self._err_msg = err_msg
 
-    def run(self, err_msg: str | None = None) -> ActionReturn:
-        """Return the error message.
 
-        Args:
-            err_msg: The message to return instead of the default one.
-        """
-        return ActionReturn(
-            args={'text': err_msg},
-            type=self.name,
-            errmsg=err_msg or self._err_msg,
-            state=ActionStatusCode.API_ERROR,
-            valid=ActionValidCode.INVALID,
-        )
-
-
-class NoAction(BaseAction):
+class NoAction(_ReportsAnError, BaseAction):
     """Reports a reply that does not follow the agent's format (disabled: never offered to a model).
 
     Args:
@@ -64,20 +73,6 @@ class NoAction(BaseAction):
     ):
         super().__init__(description, parser, enable=False)
         self._err_msg = err_msg
-
-    def run(self, err_msg: str | None = None) -> ActionReturn:
-        """Return the error message.
-
-        Args:
-            err_msg: The message to return instead of the default one.
-        """
-        return ActionReturn(
-            args={'text': err_msg},
-            type=self.name,
-            errmsg=err_msg or self._err_msg,
-            state=ActionStatusCode.API_ERROR,
-            valid=ActionValidCode.INVALID,
-        )
 
 
 class FinishAction(BaseAction):

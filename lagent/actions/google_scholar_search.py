@@ -3,11 +3,10 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import Any
 
-from lagent.actions._web import DEFAULT_TIMEOUT, WebError, failure, fetch
+from lagent.actions._web import DEFAULT_TIMEOUT, WebError, failure, fetch, service_key
 from lagent.actions.base_action import BaseAction
 from lagent.actions.parser import BaseParser
 from lagent.actions.tool import tool_api
@@ -43,10 +42,9 @@ class GoogleScholar(BaseAction):
         timeout: float = DEFAULT_TIMEOUT,
     ):
         super().__init__(description, parser, enable)
-        api_key = api_key or os.environ.get('SERPER_API_KEY')
-        if not api_key:
-            raise ValueError('GoogleScholar needs a SerpApi key: pass api_key= or set SERPER_API_KEY')
-        self.api_key = api_key
+        self.api_key = service_key(
+            api_key, 'SERPER_API_KEY', owner='GoogleScholar', keyword='api_key', what='a SerpApi key'
+        )
         self.base_url = base_url
         self.timeout = timeout
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import Any
 
-from lagent.actions._web import DEFAULT_TIMEOUT, WebError, fetch
+from lagent.actions._web import DEFAULT_TIMEOUT, WebError, fetch, service_key
 from lagent.actions.base_action import BaseAction
 from lagent.actions.parser import BaseParser
 from lagent.actions.tool import tool_api
@@ -48,9 +47,9 @@ class GoogleSearch(BaseAction):
         enable: bool = True,
     ):
         super().__init__(description, parser, enable)
-        api_key = api_key or os.environ.get('SERPER_API_KEY')
-        if not api_key:
-            raise ValueError('GoogleSearch needs a Serper API key: pass api_key= or set SERPER_API_KEY')
+        api_key = service_key(
+            api_key, 'SERPER_API_KEY', owner='GoogleSearch', keyword='api_key', what='a Serper API key'
+        )
         if search_type not in RESULT_KEYS:
             raise ValueError(f'search_type must be one of {", ".join(RESULT_KEYS)}, got {search_type!r}')
         self.api_key = api_key

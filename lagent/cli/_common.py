@@ -132,9 +132,11 @@ def error(exc: BaseException) -> None:
     note(f'lagent: error: {message}')
 
 
-def log_to_stderr() -> None:
+def log_to_stderr(name: str = 'lagent', form: str = '[%(name)s] %(message)s', level: int = logging.DEBUG) -> None:
+    """Show the records of logger ``name`` from ``level`` up on stderr, formatted by ``form``
+    (by default everything lagent logs: ``--debug``)."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter('[%(name)s] %(message)s'))
-    logger = logging.getLogger('lagent')
+    handler.setFormatter(logging.Formatter(form))
+    logger = logging.getLogger(name)
     logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
+    logger.setLevel(level)

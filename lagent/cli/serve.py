@@ -6,11 +6,10 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
-from lagent.cli._common import build_engine, engine_config, positive_int, say
+from lagent.cli._common import build_engine, engine_config, log_to_stderr, positive_int, say
 from lagent.llms.base import BaseLLM
 from lagent.llms.config import load_config
 
@@ -97,8 +96,8 @@ def run_serve(args: argparse.Namespace) -> int:
         setup = load_serve_config(file_config)
     else:
         setup = _one_engine(args)
-    if not args.debug:
-        _log_server_events()
+    if not args.debug:  # the server's own events (start, shutdown, failures); --debug shows everything
+        log_to_stderr('lagent.serve', 'lagent serve: %(message)s', logging.INFO)
     keys = [*args.api_key, *(key.strip() for key in os.environ.get(API_KEYS_ENV, '').split(',') if key.strip())]
     with setup:
         server = Server(
@@ -144,15 +143,6 @@ def served_name(llm: BaseLLM, backend: str) -> str:
         return backend
     name = Path(llm.path).name
     return name.removesuffix('.gguf') or backend
-
-
-def _log_server_events() -> None:
-    """Show the server's own events (start, shutdown, failures) on stderr; ``--debug`` shows everything."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter('lagent serve: %(message)s'))
-    logger = logging.getLogger('lagent.serve')
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
 
 
 def _port(text: str) -> int:

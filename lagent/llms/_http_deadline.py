@@ -5,8 +5,8 @@ then (in its headers, or inside one huge HTTP chunk) keeps a call going for
 ever. Here one daemon thread (:class:`Watchdog`) shuts a call's socket down
 when its deadline passes; the blocked read returns at once, and
 :func:`total_timeout` reports what broke as the total timeout. The socket is
-armed by the connection class of the pools :func:`watched_adapter` builds, once
-the request is sent and its answer awaited.
+armed by the connection class of the pools of a :func:`watched_session`, once
+the request is sent and its answer awaited (through an HTTP proxy too).
 """
 
 from __future__ import annotations
@@ -19,13 +19,24 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import requests
+import urllib3
 import urllib3.connection
 import urllib3.connectionpool
 from requests.adapters import HTTPAdapter
 
 from lagent.errors import LLMTimeoutError
 
-__all__ = ['WATCHDOG', 'Watch', 'Watchdog', 'check_not_expired', 'total_timeout', 'watched_adapter', 'watching']
+__all__ = [
+    'WATCHDOG',
+    'Watch',
+    'Watchdog',
+    'check_not_expired',
+    'close_session',
+    'total_timeout',
+    'watched_session',
+    'watching',
+]
 
 
 class Watch:
@@ -152,16 +163,55 @@ class _WatchedHTTPSPool(urllib3.connectionpool.HTTPSConnectionPool):
     ConnectionCls = _WatchedHTTPSConnection
 
 
-def watched_adapter(pool_maxsize: int) -> HTTPAdapter:
+_WATCHED_POOLS = {'http': _WatchedHTTPPool, 'https': _WatchedHTTPSPool}
+
+
+class _WatchedAdapter(HTTPAdapter):
     """A ``requests`` adapter whose connections arm the deadline of the request being sent (see :func:`watching`)."""
-    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_maxsize, max_retries=0)
-    adapter.poolmanager.pool_classes_by_scheme = {'http': _WatchedHTTPPool, 'https': _WatchedHTTPSPool}
-    return adapter
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _WATCHED_POOLS
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if isinstance(manager, urllib3.ProxyManager):  # a SOCKS proxy brings connections of its own
+            manager.pool_classes_by_scheme = _WATCHED_POOLS
+        return manager
+
+
+def watched_session(pool_maxsize: int, *, trust_env: bool) -> requests.Session:
+    """A ``requests`` session whose requests, sent in a :func:`watching` block, are bound by its watch.
+
+    Args:
+        pool_maxsize: Connections kept open per host.
+        trust_env: Whether the session reads proxies (and ``.netrc``) from the environment.
+    """
+    session = requests.Session()
+    adapter = _WatchedAdapter(pool_connections=1, pool_maxsize=pool_maxsize, max_retries=0)
+    session.mount('http://', adapter)
+    session.mount('https://', adapter)
+    session.trust_env = trust_env
+    return session
+
+
+def close_session(session: requests.Session) -> None:
+    """Close a session and its connections now. (urllib3 2 leaves a pool's
+    connections to the garbage collector, which a traceback can hold off.)"""
+    for adapter in session.adapters.values():
+        managers = [getattr(adapter, 'poolmanager', None), *getattr(adapter, 'proxy_manager', {}).values()]
+        for manager in managers:
+            pools = getattr(manager, 'pools', None)
+            for key in list(pools.keys()) if pools is not None else ():
+                pool = pools.get(key)
+                if pool is not None:
+                    pool.close()
+    session.close()
 
 
 @contextlib.contextmanager
 def watching(watch: Watch | None) -> Iterator[None]:
-    """Requests sent by this thread in this block (through :func:`watched_adapter`) are bound by ``watch``."""
+    """Requests sent by this thread in this block (through a :func:`watched_session`) are bound by ``watch``."""
     _current.watch = watch
     try:
         yield

@@ -10,9 +10,9 @@ import http.client
 import json
 import math
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import timezone
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import requests
@@ -20,20 +20,33 @@ import urllib3.exceptions
 
 from lagent.errors import LLMConnectionError, LLMError, LLMTimeoutError, StreamError, status_error
 
-__all__ = ['REDACTED', 'parse_retry_after', 'status_error_from', 'translate_errors', 'without_secret']
+__all__ = [
+    'ERROR_BODY_LIMIT',
+    'REDACTED',
+    'Secrets',
+    'parse_retry_after',
+    'status_error_from',
+    'translate_errors',
+    'without_secret',
+]
 
 REDACTED = '***'
+ERROR_BODY_LIMIT = 1 << 20
+"""The most bytes of an error body read (an error page need not be read whole)."""
 _MAX_RETRY_AFTER = 60.0
+
+Secrets = str | Iterable[str] | None
+"""A value that must never show (an API key), several, or none."""
 
 
 @contextlib.contextmanager
-def translate_errors(what: str, secret: str | None = None) -> Iterator[None]:
+def translate_errors(what: str, secret: Secrets = None) -> Iterator[None]:
     """Convert ``requests``, ``urllib3``, ``http.client`` and ``aiohttp`` failures into :mod:`lagent.errors`.
 
     Args:
         what: What was being done, for the message (e.g. ``'POST http://host/v1/completions'``).
-        secret: A value (the API key) that must not appear in the message; when
-            the library's error shows it, the lagent error is not chained to it.
+        secret: A value (the API key), or several, that must not appear in the message;
+            when the library's error shows one, the lagent error is not chained to it.
 
     Raises:
         LLMTimeoutError: A connect, idle or total timeout expired.
@@ -48,9 +61,10 @@ def translate_errors(what: str, secret: str | None = None) -> Iterator[None]:
         error = _library_error(what, exc)
         if error is None:
             raise
-        if secret and _shows(exc, secret):
-            raise without_secret(error, secret) from None  # aiohttp's reprs show the request headers
-        raise without_secret(error, secret) from exc
+        secrets = _secrets(secret)
+        if secrets and _shows(exc, secrets):
+            raise without_secret(error, secrets) from None  # aiohttp's reprs show the request headers
+        raise without_secret(error, secrets) from exc
 
 
 def _library_error(what: str, exc: Exception) -> LLMError | None:
@@ -106,42 +120,69 @@ def _describe(exc: BaseException) -> str:
     return f'{type(exc).__name__}: {exc}' if str(exc) else type(exc).__name__
 
 
-def without_secret(error: LLMError, secret: str | None) -> LLMError:
-    """Remove ``secret`` from the message, body and notes of ``error`` (in place)."""
-    if not secret:
+E = TypeVar('E', bound=BaseException)
+
+
+def without_secret(error: E, secret: Secrets) -> E:
+    """Remove ``secret`` (one value or several) from the message, body and notes of ``error`` (in place)."""
+    secrets = _secrets(secret)
+    if not secrets:
         return error
-    error.args = tuple(_redact(arg, secret) for arg in error.args)
+    error.args = tuple(_redact(arg, secrets) for arg in error.args)
     for name in ('message', 'body'):
         if hasattr(error, name):
-            setattr(error, name, _redact(getattr(error, name), secret))
+            setattr(error, name, _redact(getattr(error, name), secrets))
     if getattr(error, '__notes__', None):
-        error.__notes__ = [_redact(note, secret) for note in error.__notes__]
+        error.__notes__ = [_redact(note, secrets) for note in error.__notes__]
     return error
 
 
-def _shows(exc: BaseException, secret: str) -> bool:
+def _secrets(secret: Secrets) -> tuple[str, ...]:
+    if secret is None:
+        return ()
+    if isinstance(secret, str):
+        return (secret,) if secret else ()
+    return tuple(value for value in secret if value)
+
+
+def _shows(exc: BaseException, secrets: tuple[str, ...]) -> bool:
     chain: BaseException | None = exc
     for _ in range(20):
         if chain is None:
             return False
-        if secret in str(chain) or secret in repr(chain) or secret in repr(chain.args):
+        shown = (str(chain), repr(chain), repr(chain.args))
+        if any(secret in text for secret in secrets for text in shown):
             return True
         chain = chain.__cause__ or chain.__context__
     return True  # a chain this long: do not risk it
 
 
-def _redact(value: Any, secret: str) -> Any:
-    """``value`` with every occurrence of ``secret`` in its strings replaced."""
+def _redact(value: Any, secrets: tuple[str, ...]) -> Any:
+    """``value`` with every occurrence of each secret in its strings replaced."""
     if isinstance(value, str):
-        return value.replace(secret, REDACTED) if secret in value else value
+        for secret in secrets:
+            if secret in value:
+                value = value.replace(secret, REDACTED)
+        return value
     if isinstance(value, bytes):
-        encoded = secret.encode('latin-1')
-        return value.replace(encoded, REDACTED.encode()) if encoded in value else value
+        for secret in secrets:
+            for encoded in _encodings(secret):
+                if encoded in value:
+                    value = value.replace(encoded, REDACTED.encode())
+        return value
     if isinstance(value, Mapping):
-        return {_redact(key, secret): _redact(item, secret) for key, item in value.items()}
+        return {_redact(key, secrets): _redact(item, secrets) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return type(value)(_redact(item, secret) for item in value)
+        return type(value)(_redact(item, secrets) for item in value)
     return value
+
+
+def _encodings(secret: str) -> set[bytes]:
+    """How ``secret`` may stand in a body: as sent in a header (Latin-1), or as UTF-8."""
+    forms = {secret.encode('utf-8')}
+    with contextlib.suppress(UnicodeEncodeError):
+        forms.add(secret.encode('latin-1'))
+    return forms
 
 
 def status_error_from(status: int, content: bytes, headers: Mapping[str, str]) -> LLMError:

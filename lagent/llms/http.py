@@ -46,8 +46,23 @@ import requests
 import urllib3
 
 from lagent.errors import APIStatusError, LLMConnectionError, LLMError, LLMTimeoutError, StreamError
-from lagent.llms._http_deadline import WATCHDOG, Watch, check_not_expired, total_timeout, watched_adapter, watching
-from lagent.llms._http_errors import REDACTED, parse_retry_after, status_error_from, translate_errors, without_secret
+from lagent.llms._http_deadline import (
+    WATCHDOG,
+    Watch,
+    check_not_expired,
+    close_session,
+    total_timeout,
+    watched_session,
+    watching,
+)
+from lagent.llms._http_errors import (
+    ERROR_BODY_LIMIT,
+    REDACTED,
+    parse_retry_after,
+    status_error_from,
+    translate_errors,
+    without_secret,
+)
 from lagent.llms.protocols.base import STREAM_END, EventStream, one_item_per_event
 
 __all__ = ['EventParser', 'HTTPTransport', 'check_base_url', 'translate_errors']
@@ -64,7 +79,6 @@ body (an ``EventStream`` subclass, or a ``functools.partial`` of one)."""
 
 _READ_SIZE = 1 << 16
 _PARSE_SLICE = 64
-_ERROR_BODY_LIMIT = 1 << 20
 
 
 # ---------------------------------------------------------------------- checking what we send
@@ -337,7 +351,7 @@ class HTTPTransport:
                         return response, watch
                     try:
                         content = (
-                            response.raw.read(_ERROR_BODY_LIMIT, decode_content=True) if stream else response.content
+                            response.raw.read(ERROR_BODY_LIMIT, decode_content=True) if stream else response.content
                         )
                     finally:
                         response.close()
@@ -358,12 +372,7 @@ class HTTPTransport:
     def _sync_session(self) -> requests.Session:
         with self._lock:
             if self._session is None:
-                session = requests.Session()
-                adapter = watched_adapter(self.max_connections or 64)
-                session.mount('http://', adapter)
-                session.mount('https://', adapter)
-                session.trust_env = False
-                self._session = session
+                self._session = watched_session(self.max_connections or 64, trust_env=False)
             return self._session
 
     # ------------------------------------------------------------------ async
@@ -446,7 +455,7 @@ class HTTPTransport:
                     if response.status < 400:
                         return response
                     try:
-                        content = await _read_at_most(response.content, _ERROR_BODY_LIMIT)
+                        content = await _read_at_most(response.content, ERROR_BODY_LIMIT)
                     finally:
                         response.release()
                 error: LLMError = status_error_from(response.status, content, response.headers)
@@ -510,7 +519,7 @@ class HTTPTransport:
         with self._lock:
             session, self._session = self._session, None
         if session is not None:
-            _close_session(session)
+            close_session(session)
         for loop, async_session in list(self._async_sessions.items()):
             if loop.is_closed():
                 _discard(async_session)
@@ -634,18 +643,6 @@ def _min(a: float | None, b: float | None) -> float | None:
     if a is None:
         return b
     return a if b is None else min(a, b)
-
-
-def _close_session(session: requests.Session) -> None:
-    """Close a session and its connections now. (urllib3 2 leaves a pool's
-    connections to the garbage collector, which a traceback can hold off.)"""
-    for adapter in session.adapters.values():
-        pools = getattr(getattr(adapter, 'poolmanager', None), 'pools', None)
-        for key in list(pools.keys()) if pools is not None else ():
-            pool = pools.get(key)
-            if pool is not None:
-                pool.close()
-    session.close()
 
 
 def _in_event_loop() -> bool:

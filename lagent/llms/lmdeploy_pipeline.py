@@ -15,7 +15,9 @@ How the lagent contract maps onto lmdeploy:
   ``generate`` from lmdeploy 0.16, ``generate`` before) on the pipeline's event
   loop, so no worker thread waits on a blocking iterator;
 * images (vision-language models) go in lmdeploy's VL input format, read and
-  checked by lagent first (see :func:`pipeline_inputs`).
+  checked by lagent first (see :func:`pipeline_inputs`); lmdeploy turns them
+  into the model's pixel values and its engine runs the vision encoder. A
+  model lmdeploy builds no image encoder for takes no images.
 
 The translation of settings and requests into lmdeploy's inputs is done by
 the pure functions :func:`engine_config_fields`, :func:`generation_config_fields`
@@ -52,6 +54,13 @@ PREPROCESS_API_VERSION = (0, 16)
 """From this lmdeploy version on, the async engine takes ``preprocess`` then ``generate``."""
 
 _END = object()
+
+MARKER_HINT = (
+    "; the prompt places its images at lmdeploy's <IMAGE_TOKEN> markers, which only some of lmdeploy's vision "
+    'models read (in lmdeploy 0.18 Qwen2-VL, InternVL, DeepSeek-VL and Llama 4 do; LLaVA, Gemma 3, GLM-4V and '
+    'Molmo place images themselves and reject them): for those, send messages without a lagent template'
+)
+"""Added to an lmdeploy failure of a rendered prompt with images."""
 
 
 def engine_config_fields(
@@ -223,7 +232,7 @@ class LMDeployPipeline(BaseLLM):
                 for last in pipe.stream_infer(
                     inputs, sessions=session, gen_config=gen_config, do_preprocess=do_preprocess
                 ):
-                    _raise_for_error(last)
+                    _raise_for_error(last, request)
                     if last.text:
                         yield Chunk(last.text)
             finished = True
@@ -261,7 +270,7 @@ class LMDeployPipeline(BaseLLM):
                 out, error = await queue.get()
                 if out is _END:
                     if error is not None:
-                        raise LLMError(f'lmdeploy failed: {error}') from error
+                        raise _failure(str(error), request) from error
                     break
                 last = out
                 if out.response:
@@ -276,13 +285,16 @@ class LMDeployPipeline(BaseLLM):
 
     def _answer_batch(self, requests: list[LLMRequest], params: GenerationParams) -> list[list[Chunk]]:
         """Answer a batch with one ``infer`` call (lmdeploy batches it on the GPU)."""
-        inputs = [pipeline_inputs(request, self.image_policy)[0] for request in requests]
-        do_preprocess = requests[0].prompt is None  # a batch is all prompts or all conversations
+        # a batch is all prompts or all conversations; lmdeploy's infer takes all strings or all message lists, and a
+        # prompt with images is a message list
+        as_message = any(_prompt_with_images(request) for request in requests)
+        inputs = [pipeline_inputs(request, self.image_policy, as_message=as_message)[0] for request in requests]
+        do_preprocess = requests[0].prompt is None
         with _engine_errors():
             outputs = self._pipe().infer(
                 inputs, gen_config=self._generation_config(params), do_preprocess=do_preprocess
             )
-        return [_whole_reply(output) for output in outputs]
+        return [_whole_reply(output, request) for output, request in zip(outputs, requests, strict=True)]
 
     def close(self) -> None:
         """Stop lmdeploy's engine and free the GPU memory it holds."""
@@ -296,6 +308,10 @@ class LMDeployPipeline(BaseLLM):
         self._generation_config_class = lmdeploy.GenerationConfig
         self._preprocess_api = _version_tuple(lmdeploy.__version__) >= PREPROCESS_API_VERSION
         self.pipe = pipe
+        # lmdeploy builds an image encoder for a vision-language model only; for a text model, 0.16 answers as if
+        # the images were not there (0.18 refuses them)
+        if getattr(getattr(pipe, 'async_engine', pipe), 'vl_encoder', None) is None:
+            self.accepts_images = frozenset()
 
     def _pipe(self) -> Any:
         if self.pipe is None:
@@ -349,10 +365,15 @@ def _version_tuple(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in match.group().split('.')) if match else ()
 
 
-def _raise_for_error(response: Any) -> None:
+def _raise_for_error(response: Any, request: LLMRequest) -> None:
     if response.finish_reason == 'error':
-        message = getattr(response, 'error_message', None) or 'the engine reported an error'
-        raise LLMError(f'lmdeploy failed: {message}')
+        raise _failure(getattr(response, 'error_message', None) or 'the engine reported an error', request)
+
+
+def _failure(reason: str, request: LLMRequest) -> LLMError:
+    """The error for lmdeploy failing ``request``, with :data:`MARKER_HINT` where it may be the cause."""
+    hint = MARKER_HINT if _prompt_with_images(request) else ''
+    return LLMError(f'lmdeploy failed: {reason}{hint}')
 
 
 def _final_chunk(finish_reason: str | None, prompt_tokens: int, completion_tokens: int) -> Chunk:
@@ -362,35 +383,58 @@ def _final_chunk(finish_reason: str | None, prompt_tokens: int, completion_token
     )
 
 
-def _whole_reply(output: Any) -> list[Chunk]:
+def _whole_reply(output: Any, request: LLMRequest) -> list[Chunk]:
     """The raw reply of one ``infer`` output."""
-    _raise_for_error(output)
+    _raise_for_error(output, request)
     final = _final_chunk(output.finish_reason, output.input_token_len, output.generate_token_len)
     return [Chunk(output.text, final.finish_reason, final.usage)]
 
 
-def pipeline_inputs(request: LLMRequest, policy: ImagePolicy | None = None) -> tuple[Any, bool]:
+def pipeline_inputs(
+    request: LLMRequest, policy: ImagePolicy | None = None, *, as_message: bool = False
+) -> tuple[Any, bool]:
     """What lmdeploy's pipeline takes for a request, and whether it applies its chat template.
 
     Images are read here, within ``policy``, and handed to lmdeploy decoded
-    (lmdeploy fetches nothing itself): a prompt with images becomes lmdeploy's
-    ``(prompt, [images])`` pair, whose ``<IMAGE_TOKEN>`` markers say where
-    each image goes; an ``image_url`` part of a message becomes lmdeploy's
-    ``{'type': 'image_data', 'image_data': {'data': image}}``.
+    (lmdeploy fetches nothing itself): an ``image_url`` part of a message
+    becomes lmdeploy's ``{'type': 'image_data', 'image_data': {'data': image}}``;
+    a rendered prompt with images becomes one user message of the prompt's text
+    and then its images, sent without lmdeploy's chat template. That is what
+    lmdeploy makes of its own ``(prompt, [images])`` pair, in the form every
+    entry point of it takes (its async engine takes no pairs); the prompt's
+    ``<IMAGE_TOKEN>`` markers say where each image goes.
+
+    Args:
+        request: The request.
+        policy: What lagent may do to read the images.
+        as_message: Send a prompt without images as that one user message too
+            (for a batch with prompts of both kinds).
 
     Raises:
         ImageError: An image is unreadable, too large or not allowed.
     """
     if request.prompt is not None:
         if request.images:
-            return (request.prompt, [load_image(ref, policy) for ref in request.images]), False
+            images = [_image_part(load_image(ref, policy)) for ref in request.images]
+            return [{'role': 'user', 'content': [{'type': 'text', 'text': request.prompt}, *images]}], False
+        if as_message:
+            return [{'role': 'user', 'content': request.prompt}], False
         return request.prompt, False
     messages = [dict(message) for message in request.messages or []]
     for ref in find_images(messages):
         parts = list(messages[ref.message_index]['content'])
-        parts[ref.part_index] = {'type': 'image_data', 'image_data': {'data': load_image(ref, policy)}}
+        parts[ref.part_index] = _image_part(load_image(ref, policy))
         messages[ref.message_index]['content'] = parts
     return messages, True
+
+
+def _image_part(image: Any) -> dict[str, Any]:
+    """lmdeploy's content part for a decoded image."""
+    return {'type': 'image_data', 'image_data': {'data': image}}
+
+
+def _prompt_with_images(request: LLMRequest) -> bool:
+    return request.prompt is not None and bool(request.images)
 
 
 def _has_images(request: LLMRequest) -> bool:

@@ -26,6 +26,7 @@ from tests.actions.processes import (
     sleep_marker,
 )
 from tests.actions.results import failed, ok
+from tests.fixtures.waiting import wait_until
 
 RESTARTED = 'The session was restarted: earlier variables, imports and files are gone.'
 PID_NAMESPACE = 'import os\nprint("namespace", os.readlink("/proc/self/ns/pid"), flush=True)\n'
@@ -221,9 +222,7 @@ def test_the_session_ends_when_its_program_is_killed(tmp_path: Path):
         assert namespace.startswith('pid:[') and processes_in_pid_namespace(namespace)
         program.kill()
         program.wait()
-        deadline = time.monotonic() + 5
-        while processes_in_pid_namespace(namespace) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: not processes_in_pid_namespace(namespace), 5, interval=0.05)
         assert processes_in_pid_namespace(namespace) == []
     finally:
         program.kill()

@@ -5,7 +5,6 @@ timeout, and never leak their keys."""
 from __future__ import annotations
 
 import json
-import socket
 import time
 from collections.abc import Iterator
 
@@ -20,20 +19,15 @@ from lagent.actions.google_scholar_search import GoogleScholar
 from lagent.actions.google_search import GoogleSearch
 from lagent.schema import ActionStatusCode
 from tests.actions.web_services import WebServices, web_services
+from tests.fixtures.servers import closed_port_url
+from tests.fixtures.trickle_server import TrickleServer, trickle_server
+from tests.fixtures.waiting import wait_until
 
 
 @pytest.fixture(scope='module')
 def services() -> Iterator[WebServices]:
     with web_services() as running:
         yield running
-
-
-def closed_port_url() -> str:
-    """An address where nothing listens (a port the OS gave and took back)."""
-    with socket.socket() as probe:
-        probe.bind(('127.0.0.1', 0))
-        port = probe.getsockname()[1]
-    return f'http://127.0.0.1:{port}'
 
 
 def text_of(result) -> str:
@@ -223,6 +217,49 @@ def test_a_server_that_trickles_bytes_is_cut_off_at_the_deadline(services: WebSe
     with pytest.raises(WebError, match=r'no reply within|longer than'):
         fetch('test', 'GET', f'{services.url}/trickle', timeout=1)
     assert time.monotonic() - started < 3
+
+
+@pytest.fixture
+def trickling() -> Iterator[TrickleServer]:
+    with trickle_server() as server:
+        yield server
+
+
+def assert_cut_off_at(started: float, timeout: float, server: TrickleServer) -> None:
+    assert time.monotonic() - started < timeout + 1.0
+    assert wait_until(lambda: server.disconnects, 3)  # the connection was closed, not left to trickle on
+
+
+@pytest.mark.parametrize('path', ['/slow-headers', '/slow-body'])
+def test_a_server_that_trickles_bytes_cannot_stretch_a_tool_call_past_its_deadline(
+    trickling: TrickleServer, path: str
+) -> None:
+    arxiv = ArxivSearch(base_url=f'{trickling.url}{path}', timeout=0.5)
+    started = time.monotonic()
+    result = arxiv('{"query": "x"}', 'get_arxiv_article_information')
+    assert result.state == ActionStatusCode.HTTP_ERROR and result.errmsg == 'arXiv: no reply within 0.5s'
+    assert_cut_off_at(started, 0.5, trickling)
+
+
+def test_a_page_that_trickles_in_is_given_up_at_the_deadline(trickling: TrickleServer) -> None:
+    started = time.monotonic()
+    read, reason = ContentFetcher(timeout=0.5).fetch(f'{trickling.url}/slow-body.html')
+    assert not read and reason == 'web page: no reply within 0.5s'
+    assert_cut_off_at(started, 0.5, trickling)
+
+
+def test_the_deadline_holds_through_a_proxy_from_the_environment(
+    trickling: TrickleServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ('no_proxy', 'NO_PROXY', 'all_proxy', 'ALL_PROXY'):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv('http_proxy', trickling.url)  # the proxy trickles its answer
+    monkeypatch.setenv('HTTP_PROXY', trickling.url)
+    started = time.monotonic()
+    result = GoogleSearch(api_key='proxied-key-123', base_url='http://serper.invalid', timeout=0.5).run('x')
+    assert result.state == ActionStatusCode.HTTP_ERROR and 'no reply within 0.5s' in result.errmsg
+    assert trickling.paths == ['/search']  # the request went through the proxy
+    assert_cut_off_at(started, 0.5, trickling)
 
 
 def test_huge_and_malformed_replies_are_errors(services: WebServices) -> None:

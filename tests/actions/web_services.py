@@ -10,14 +10,15 @@ tools speak the protocol.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, quote, urlparse
+
+from tests.fixtures.threaded_http import serve_in_thread
 
 ATOM = """<?xml version="1.0" encoding="UTF-8"?>
 <feed xmlns="http://www.w3.org/2005/Atom">
@@ -224,14 +225,6 @@ def web_services() -> Iterator[WebServices]:
         def log_message(self, format: str, *items: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(('127.0.0.1', 0), Handler)
-    server.daemon_threads = True
-    services.url = f'http://127.0.0.1:{server.server_address[1]}'
-    thread = threading.Thread(target=server.serve_forever, name='web-services', daemon=True)
-    thread.start()
-    try:
+    with serve_in_thread(Handler, 'web-services') as url:
+        services.url = url
         yield services
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)

@@ -19,6 +19,7 @@ from lagent.distributed import AgentConfig, RayOptions, run_batch
 from tests.distributed.test_batch import assert_each_id_once, results, tasks
 from tests.distributed.workloads import QuestionEngine
 from tests.fixtures.ray_cluster import RayCluster, ray_cluster
+from tests.fixtures.waiting import wait_until
 
 ray = pytest.importorskip('ray')
 
@@ -37,10 +38,10 @@ def driver(cluster: RayCluster) -> Iterator[Any]:
     """This process connected to the cluster (``run_batch`` then uses that connection)."""
     ray.init(address=cluster.address, logging_level='WARNING')
     try:
-        deadline = time.monotonic() + 60
-        while len([node for node in ray.nodes() if node['Alive']]) < len(cluster.nodes):
-            assert time.monotonic() < deadline, 'the second node never joined'
-            time.sleep(0.2)
+        joined = wait_until(
+            lambda: len([node for node in ray.nodes() if node['Alive']]) >= len(cluster.nodes), 60, interval=0.2
+        )
+        assert joined, 'the second node never joined'
         yield ray
     finally:
         ray.shutdown()

@@ -54,6 +54,7 @@ from lagent.llms.lmdeploy_client import LMDeployClient
 from lagent.llms.openai_compatible import GPTAPI, OpenAICompatible
 from lagent.llms.process import ServerProcess, free_port
 from lagent.schema import ModelStatusCode, Response
+from tests.fixtures.servers import closed_port_url
 
 SECRET = 'sk-chaos-5f2b91c4-never-shown'
 CONNECT_S = 1.0
@@ -258,13 +259,6 @@ def chaos_server() -> Iterator[ChaosProcess]:
         server.close()
 
 
-def dead_url() -> str:
-    """A loopback address nobody listens on."""
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return f'http://127.0.0.1:{sock.getsockname()[1]}'
-
-
 # ---------------------------------------------------------------------- runs
 
 
@@ -327,7 +321,7 @@ class Campaign:
         self.rng = random.Random(seed)
         self.log = log or (lambda line: None)
         self.runs: list[Run] = []
-        self._dead = dead_url()
+        self._dead = closed_port_url()
         self.baseline_fds = open_fds()
 
     def run(self, count: int) -> Counter[str]:
@@ -458,7 +452,7 @@ def _judge(fault: Fault, run: Run, expected: Expected, result: Any) -> tuple[str
     if run.seconds > TOTAL_S + SLACK_S:
         return 'hang', f'took {run.seconds:.2f}s, the total timeout is {TOTAL_S}s'
     if isinstance(result, BaseException):
-        if _shows_secret(result):
+        if shows_secret(result, SECRET):
             return 'leak', f'{type(result).__name__} shows the API key'
         if not isinstance(result, LLMError):
             return 'untyped', f'{type(result).__name__}: {str(result)[:300]}'
@@ -544,8 +538,8 @@ def _check_response(response: Any, expected: Expected) -> str | None:
     return None
 
 
-def _shows_secret(exc: BaseException) -> bool:
-    """Whether the key shows anywhere a user could see it: message, repr, notes, body, causes."""
+def shows_secret(exc: BaseException, secret: str) -> bool:
+    """Whether ``secret`` shows anywhere a user could see it: message, repr, notes, body, causes."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
@@ -555,7 +549,7 @@ def _shows_secret(exc: BaseException) -> bool:
             value = getattr(current, name, None)
             if value is not None:
                 parts.append(value if isinstance(value, str) else repr(value))
-        if any(SECRET in part for part in parts):
+        if any(secret in part for part in parts):
             return True
         current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
     return False

@@ -9,6 +9,8 @@ in ``MESSAGES_ENGINES`` and those with native tool calls in ``NATIVE_TOOL_ENGINE
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import pytest
 
@@ -33,6 +35,43 @@ NATIVE_TOOL_ENGINES: list[str] = [
 """Engines whose model returns structured tool calls (the scripted engine's replies are text)."""
 AGENT_ENGINES = [name for name in ENGINES if name != 'served']
 """Engines the agents are run on: 'served' is llamacpp behind ``lagent serve`` (its agents: tests/serve)."""
+
+Engine = TypeVar('Engine')
+
+
+def fresh_engines(build: Callable[..., Engine]) -> Iterator[Callable[..., Engine]]:
+    """Yield ``make(**kwargs)``, a new ``build(**kwargs)`` at every call; every engine made is closed after.
+
+    A fixture yields from it: ``yield from fresh_engines(...)``.
+    """
+    made: list[Any] = []
+
+    def make(**kwargs: Any) -> Engine:
+        made.append(build(**kwargs))
+        return made[-1]
+
+    yield make
+    for engine in made:
+        engine.close()
+
+
+def engines_by_keywords(build: Callable[..., Engine]) -> Iterator[Callable[..., Engine]]:
+    """Yield ``make(**kwargs)``, one ``build(**kwargs)`` per distinct set of keywords, made at its first call
+    and given again at the next ones (a loaded model or a started server); every engine made is closed after.
+
+    A fixture yields from it: ``yield from engines_by_keywords(...)``.
+    """
+    made: dict[str, Any] = {}
+
+    def make(**kwargs: Any) -> Engine:
+        key = repr(sorted(kwargs.items()))
+        if key not in made:
+            made[key] = build(**kwargs)
+        return made[key]
+
+    yield make
+    for engine in made.values():
+        engine.close()
 
 
 def _deterministic_reply(request: object) -> str:

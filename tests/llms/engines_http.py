@@ -13,42 +13,25 @@ import pytest
 from lagent.llms.lmdeploy_client import LMDeployClient
 from lagent.llms.openai_compatible import OpenAICompatible
 from lagent.llms.router import Router
-
-
-def _maker(cls: type[OpenAICompatible], url: str) -> Iterator[Callable[..., OpenAICompatible]]:
-    made: list[OpenAICompatible] = []
-
-    def make(**kwargs: Any) -> OpenAICompatible:
-        llm = cls(url, **kwargs)
-        made.append(llm)
-        return llm
-
-    yield make
-    for llm in made:
-        llm.close()
+from tests.llms.engines import engines_by_keywords, fresh_engines
 
 
 @pytest.fixture
 def engine_openai(llamacpp_url: str) -> Iterator[Callable[..., OpenAICompatible]]:
-    yield from _maker(OpenAICompatible, llamacpp_url)
+    yield from fresh_engines(lambda **kwargs: OpenAICompatible(llamacpp_url, **kwargs))
 
 
 @pytest.fixture
 def engine_router(llamacpp_url: str) -> Iterator[Callable[..., Router]]:
     """A Router over two clients of the llama.cpp server: templates go to the clients
     (the router renders nothing), generation settings to the router."""
-    made: list[Router] = []
 
-    def make(**kwargs: Any) -> Router:
+    def build(**kwargs: Any) -> Router:
         templates = {name: kwargs.pop(name) for name in ('meta_template', 'chat_template') if name in kwargs}
         engines = [OpenAICompatible(llamacpp_url, **templates), LMDeployClient(llamacpp_url, **templates)]
-        router = Router(engines, **kwargs)
-        made.append(router)
-        return router
+        return Router(engines, **kwargs)
 
-    yield make
-    for router in made:
-        router.close()
+    yield from fresh_engines(build)
 
 
 @pytest.fixture(scope='session')
@@ -56,19 +39,12 @@ def llamacpp_server_engines(smollm2_path: Path) -> Iterator[Callable[..., OpenAI
     """``make(**kwargs) -> LlamaCppServer``, one child server per distinct kwargs, stopped after the session."""
     from lagent.llms.llama_cpp_server import LlamaCppServer
 
-    engines: dict[str, LlamaCppServer] = {}
+    def build(**kwargs: Any) -> LlamaCppServer:
+        return LlamaCppServer(
+            smollm2_path, n_threads=2, chat_format='chatml-function-calling', ready_timeout=120, **kwargs
+        )
 
-    def make(**kwargs: Any) -> LlamaCppServer:
-        key = repr(sorted(kwargs.items()))
-        if key not in engines:
-            engines[key] = LlamaCppServer(
-                smollm2_path, n_threads=2, chat_format='chatml-function-calling', ready_timeout=120, **kwargs
-            )
-        return engines[key]
-
-    yield make
-    for engine in engines.values():
-        engine.close()
+    yield from engines_by_keywords(build)
 
 
 @pytest.fixture

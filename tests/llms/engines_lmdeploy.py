@@ -22,6 +22,7 @@ import pytest
 from lagent.llms.base import BaseLLM
 from tests.fixtures.lmdeploy_cpu import cpu_engine, scripted_model, write_command
 from tests.fixtures.lmdeploy_cpu_server import CPUServer, api_server
+from tests.llms.engines import engines_by_keywords, fresh_engines
 
 MODEL_NAME = 'smollm2'
 SESSION_LEN = 2048
@@ -111,15 +112,7 @@ def lmdeploy_pipeline(lmdeploy_model: Path) -> Iterator[Any]:
 def engine_lmdeploy_client(lmdeploy_url: str) -> Iterator[MakeEngine]:
     from lagent.llms.lmdeploy_client import LMDeployClient
 
-    made: list[LMDeployClient] = []
-
-    def make(**kwargs: Any) -> LMDeployClient:
-        made.append(LMDeployClient(lmdeploy_url, **kwargs))
-        return made[-1]
-
-    yield make
-    for llm in made:
-        llm.close()
+    yield from fresh_engines(lambda **kwargs: LMDeployClient(lmdeploy_url, **kwargs))
 
 
 @pytest.fixture(scope='session')
@@ -127,25 +120,18 @@ def lmdeploy_servers(lmdeploy_command: Path, lmdeploy_model: Path) -> Iterator[M
     """``make(**kwargs) -> LMDeployServer``, one child server per distinct kwargs, stopped after the session."""
     from lagent.llms.lmdeploy_server import LMDeployServer
 
-    servers: dict[str, LMDeployServer] = {}
+    def build(**kwargs: Any) -> LMDeployServer:
+        return LMDeployServer(
+            str(lmdeploy_model),
+            model_name=MODEL_NAME,
+            session_len=SESSION_LEN,
+            serve_cfg={'tool_call_parser': TOOL_PARSER},
+            command=str(lmdeploy_command),
+            ready_timeout=240,
+            **kwargs,
+        )
 
-    def make(**kwargs: Any) -> LMDeployServer:
-        key = repr(sorted(kwargs.items()))
-        if key not in servers:
-            servers[key] = LMDeployServer(
-                str(lmdeploy_model),
-                model_name=MODEL_NAME,
-                session_len=SESSION_LEN,
-                serve_cfg={'tool_call_parser': TOOL_PARSER},
-                command=str(lmdeploy_command),
-                ready_timeout=240,
-                **kwargs,
-            )
-        return servers[key]
-
-    yield make
-    for server in servers.values():
-        server.close()
+    yield from engines_by_keywords(build)
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from lagent.llms.base import BaseLLM
+from tests.llms.engines import engines_by_keywords
 
 MakeEngine = Callable[..., BaseLLM]
 
@@ -25,17 +26,7 @@ def llamacpp_engines(smollm2_path: Path) -> Iterator[MakeEngine]:
     """``make(**kwargs) -> LlamaCpp``, one engine per distinct kwargs, closed after the session."""
     from lagent.llms.llama_cpp import LlamaCpp
 
-    engines: dict[str, LlamaCpp] = {}
-
-    def make(**kwargs: Any) -> LlamaCpp:
-        key = repr(sorted(kwargs.items()))
-        if key not in engines:
-            engines[key] = LlamaCpp(smollm2_path, **kwargs)
-        return engines[key]
-
-    yield make
-    for engine in engines.values():
-        engine.close()
+    yield from engines_by_keywords(lambda **kwargs: LlamaCpp(smollm2_path, **kwargs))
 
 
 @pytest.fixture(scope='session')

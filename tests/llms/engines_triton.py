@@ -6,12 +6,12 @@ TensorRT-LLM ensemble contract (``engine_triton``) and the vLLM backend contract
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import pytest
 
 from lagent.llms.triton import TritonClient
 from tests.fixtures.triton_server import triton_addr
+from tests.llms.engines import fresh_engines
 
 __all__ = ['engine_triton', 'engine_triton_vllm', 'triton_addr']
 
@@ -19,15 +19,7 @@ MakeClient = Callable[..., TritonClient]
 
 
 def _clients(address: str, model_name: str, protocol: str) -> Iterator[MakeClient]:
-    clients: list[TritonClient] = []
-
-    def make(**kwargs: Any) -> TritonClient:
-        clients.append(TritonClient(address, model_name, protocol=protocol, **kwargs))
-        return clients[-1]
-
-    yield make
-    for client in clients:
-        client.close()
+    yield from fresh_engines(lambda **kwargs: TritonClient(address, model_name, protocol=protocol, **kwargs))
 
 
 @pytest.fixture

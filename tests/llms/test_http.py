@@ -8,7 +8,6 @@ import email.utils
 import functools
 import json
 import logging
-import socket
 import time
 from collections.abc import Iterator
 
@@ -31,22 +30,12 @@ from lagent.llms.lmdeploy_client import LMDeployClient
 from lagent.llms.openai_compatible import GPTAPI, OpenAICompatible
 from lagent.llms.protocols import NDJSONStream, SSEStream, per_event_items
 from lagent.schema import Chunk, Usage
-from tests.faults.campaign import ChaosProcess, chaos_server
+from tests.faults.campaign import ChaosProcess, chaos_server, shows_secret
 from tests.fixtures.fault_server import Behaviour, FaultServer, fault_server
+from tests.fixtures.servers import closed_port_url
 
 SECRET = 'sk-test-7f3a9c-do-not-leak'
 BODY = {'model': 'm', 'prompt': 'Hi', 'stream': True}
-
-
-def shows(error: BaseException, secret: str) -> bool:
-    """Whether ``secret`` shows in the error or in the causes a traceback would print."""
-    current: BaseException | None = error
-    while current is not None:
-        parts = [str(current), repr(current), *getattr(current, '__notes__', []), repr(getattr(current, 'body', None))]
-        if any(secret in part for part in parts):
-            return True
-        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
-    return False
 
 
 def text_of(events: list[dict]) -> list[str]:
@@ -220,10 +209,7 @@ def test_per_call_timeout_overrides_the_default(server: FaultServer) -> None:
 
 @pytest.mark.parametrize('use_async', [False, True])
 async def test_unreachable_server_raises_connection_error_after_retries(use_async: bool) -> None:
-    with socket.socket() as sock:  # a port nobody listens on
-        sock.bind(('127.0.0.1', 0))
-        port = sock.getsockname()[1]
-    client = HTTPTransport(f'http://127.0.0.1:{port}/v1', max_retries=2, retry_backoff=0.01)
+    client = HTTPTransport(f'{closed_port_url()}/v1', max_retries=2, retry_backoff=0.01)
     with pytest.raises(LLMConnectionError) as info:
         if use_async:
             await client.aget_json('/models')
@@ -398,7 +384,7 @@ async def test_a_key_echoed_in_an_error_body_is_redacted(chaos: ChaosProcess, us
     with pytest.raises(RequestError) as info:
         await call(client, use_async)
     assert 'Incorrect API key provided: ***' in str(info.value)
-    assert not shows(info.value, SECRET)
+    assert not shows_secret(info.value, SECRET)
 
 
 @pytest.mark.parametrize('use_async', [False, True])
@@ -411,7 +397,7 @@ async def test_library_errors_never_carry_the_key(chaos: ChaosProcess, use_async
     try:
         await call(client, use_async)
     except LLMError as error:
-        assert not shows(error, SECRET)
+        assert not shows_secret(error, SECRET)
 
 
 @pytest.mark.parametrize('key', ['sk-a\r\nX-Injected: 1', 'sk-\n', 'sk-\x00', ' sk-padded', 'sk-ключ'])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,6 +29,8 @@ from lagent.prompts import ChatTemplate, MetaTemplate
 from lagent.schema import Chunk, GenerationParams, Message
 from tests.fixtures.fault_server import fault_server
 from tests.fixtures.image_server import ImageServer, image_server, png_bytes
+from tests.fixtures.trickle_server import trickle_server
+from tests.fixtures.waiting import wait_until
 
 
 @pytest.fixture(scope='module')
@@ -151,6 +154,19 @@ def test_an_unreachable_host_is_an_image_error():
         load_image(ref, ImagePolicy(fetch_timeout=2))
 
 
+@pytest.mark.parametrize('path', ['/slow-headers.png', '/slow-body.png'])
+def test_a_server_that_trickles_bytes_cannot_stretch_a_fetch_past_its_deadline(path):
+    with trickle_server() as server:
+        (ref,) = find_images(ask(image_part(f'{server.url}{path}')))
+        started = time.monotonic()
+        with pytest.raises(
+            ImageError, match=r'message 0, part 0 .*fetching the image failed: the total timeout expired'
+        ):
+            load_image(ref, ImagePolicy(fetch_timeout=5, fetch_total_timeout=0.5))  # no read waits 5 s
+        assert time.monotonic() - started < 0.5 + 1.0
+        assert wait_until(lambda: server.disconnects, 3)  # the connection was closed, not left to trickle on
+
+
 def test_nothing_is_fetched_or_read_where_the_policy_forbids_it(images, cat_file):
     server = ImagePolicy.for_server()
     before = len(images.requests)
@@ -210,6 +226,8 @@ def test_a_truncated_image_is_damaged_even_where_pillow_was_told_to_fill_it(monk
 def test_policy_limits_are_validated():
     with pytest.raises(ValueError, match='must be positive'):
         ImagePolicy(max_bytes=0)
+    with pytest.raises(ValueError, match='fetch_total_timeout must be positive'):
+        ImagePolicy(fetch_total_timeout=0)
     assert ImagePolicy.for_server(max_pixels=10).max_pixels == 10
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import sys
 import threading
-import time
 from pathlib import Path
 
 import llama_cpp
@@ -16,6 +15,7 @@ import pytest
 from lagent.errors import EngineUnavailableError, LLMError, MissingExtraError
 from lagent.llms.llama_cpp import LlamaCpp, default_llm
 from lagent.schema import ModelStatusCode
+from tests.fixtures.waiting import wait_until
 
 PROMPT = '<|im_start|>user\nWrite a sentence about the sea.<|im_end|>\n<|im_start|>assistant\n'
 GREEDY = dict(temperature=0, max_new_tokens=24)
@@ -64,15 +64,6 @@ def own_llm(smollm2_path: Path):
 
 def _stream_workers() -> list[threading.Thread]:
     return [thread for thread in threading.enumerate() if thread.name == 'lagent-stream']
-
-
-def _wait_until(condition, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
 
 
 def test_greedy_reply_and_usage_equal_raw_llama_cpp(llm: LlamaCpp, smollm2_path: Path) -> None:
@@ -234,7 +225,7 @@ async def test_closing_an_async_stream_stops_generation(llm: LlamaCpp) -> None:
     stream = llm.astream(PROMPT, temperature=0, max_new_tokens=2000, ignore_eos=True)
     await stream.__anext__()
     await stream.aclose()
-    assert await asyncio.to_thread(_wait_until, lambda: not _stream_workers(), 120)
+    assert await asyncio.to_thread(wait_until, lambda: not _stream_workers(), 120)
     # the context holds what was evaluated: the prompt and the few tokens before the close, not 2000
     assert llm._llama.n_tokens < 200
     assert await llm.agenerate(PROMPT, temperature=0, max_new_tokens=4)
@@ -252,7 +243,7 @@ async def test_cancelling_the_reading_task_stops_generation(llm: LlamaCpp) -> No
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert await asyncio.to_thread(_wait_until, lambda: not _stream_workers(), 120)
+    assert await asyncio.to_thread(wait_until, lambda: not _stream_workers(), 120)
     assert llm._llama.n_tokens < 200
 
 

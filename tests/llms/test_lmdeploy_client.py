@@ -11,8 +11,6 @@ import concurrent.futures
 import importlib.metadata
 import itertools
 import json
-import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -22,6 +20,7 @@ from lagent.errors import LLMTimeoutError
 from lagent.llms.lmdeploy_client import LMDeployClient
 from lagent.schema import ModelStatusCode
 from tests.fixtures.lmdeploy_cpu_server import CPUServer
+from tests.fixtures.waiting import wait_until
 from tests.llms.engines_lmdeploy import SCRIPTED_NAME
 
 LMDEPLOY_VERSION = tuple(int(part) for part in importlib.metadata.version('lmdeploy').split('.')[:2])
@@ -43,16 +42,6 @@ WEATHER_TOOL = {
 
 def user(text: str) -> list[dict[str, str]]:
     return [{'role': 'user', 'content': text}]
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 30.0) -> Any:
-    """Poll ``condition`` until it returns something truthy (and return that), or fail."""
-    deadline = time.monotonic() + timeout
-    while not (found := condition()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f'not true after {timeout}s')
-        time.sleep(0.05)
-    return found
 
 
 def new_events(server: CPUServer, since: int) -> list[dict[str, Any]]:
@@ -157,7 +146,9 @@ def _cancelled_session(server: CPUServer, before: int) -> dict[str, Any]:
     def ended() -> dict[str, Any] | None:
         return next((event for event in new_events(server, before) if event['event'] == 'end'), None)
 
-    return wait_for(ended)
+    session = wait_until(ended, 30, interval=0.05)
+    assert session, 'lmdeploy did not end the session within 30s'
+    return session
 
 
 def test_closing_a_stream_cancels_the_request_inside_lmdeploy(scripted: CPUServer) -> None:

@@ -27,7 +27,8 @@ from lagent.llms.router import Router, models_endpoint_check
 from lagent.llms.scripted import ScriptedLLM
 from lagent.schema import ToolCall
 from tests.fixtures.fault_server import MODEL, Behaviour, FaultServer, fault_server
-from tests.fixtures.servers import free_port, llamacpp_process
+from tests.fixtures.servers import closed_port_url, llamacpp_process
+from tests.fixtures.waiting import wait_until
 
 HELLO = [{'role': 'user', 'content': 'Say hello.'}]
 CHATML = [
@@ -61,10 +62,6 @@ def bad(servers: tuple[FaultServer, FaultServer]) -> FaultServer:
 def good(servers: tuple[FaultServer, FaultServer]) -> FaultServer:
     servers[1].script(Behaviour())
     return servers[1]
-
-
-def closed_port_url() -> str:
-    return f'http://127.0.0.1:{free_port()}'  # nothing listens there: connection refused
 
 
 # ---------------------------------------------------------------------- policies
@@ -261,13 +258,13 @@ def test_health_checks_eject_and_bring_back_backends(good: FaultServer) -> None:
             [client(good.url), client(second.url)], health_check=check, health_check_interval=0.05, cooldown=60
         )
         down.add(good.url)
-        wait_for(lambda: router.stats()[0].state == 'ejected')
+        assert wait_until(lambda: router.stats()[0].state == 'ejected', 10)
         assert 'health check' in (router.stats()[0].last_error or '')
         before = len(good.requests)
         assert [router.chat(HELLO) for _ in range(3)] == ['Hello, world!'] * 3
         assert len(good.requests) == before  # ejected before any request reached it
         down.clear()
-        wait_for(lambda: router.stats()[0].state == 'healthy')  # back without waiting out the cooldown
+        assert wait_until(lambda: router.stats()[0].state == 'healthy', 10)  # back without waiting out the cooldown
         assert [router.chat(HELLO) for _ in range(2)] == ['Hello, world!'] * 2
         assert len(good.requests) > before
         router.close()
@@ -281,13 +278,6 @@ def test_models_endpoint_check(good: FaultServer) -> None:
         models_endpoint_check(client(closed_port_url()))
     with pytest.raises(TypeError, match='needs an OpenAI-compatible engine'):
         models_endpoint_check(named('x'))
-
-
-def wait_for(condition: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, 'condition not met in time'
-        time.sleep(0.02)
 
 
 # ---------------------------------------------------------------------- what goes to the backends

@@ -14,12 +14,12 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from lagent.llms.openai_compatible import OpenAICompatible
 from lagent.llms.process import ServerProcess, free_port
+from tests.llms.engines import fresh_engines
 
 REPO = Path(__file__).resolve().parents[2]
 API_KEY = 'sk-test-lagent-serve'
@@ -87,13 +87,6 @@ def served_smollm2(smollm2_path: Path, tmp_path_factory: pytest.TempPathFactory)
 @pytest.fixture
 def engine_served(served_smollm2: Served) -> Iterator[Callable[..., OpenAICompatible]]:
     """Contract-suite engine: ``OpenAICompatible`` against SmolLM2 served by ``lagent serve``."""
-    made: list[OpenAICompatible] = []
-
-    def make(**kwargs: Any) -> OpenAICompatible:
-        llm = OpenAICompatible(served_smollm2.url, model_name=ENGINE, api_key=API_KEY, **kwargs)
-        made.append(llm)
-        return llm
-
-    yield make
-    for llm in made:
-        llm.close()
+    yield from fresh_engines(
+        lambda **kwargs: OpenAICompatible(served_smollm2.url, model_name=ENGINE, api_key=API_KEY, **kwargs)
+    )

@@ -18,6 +18,7 @@ from lagent.llms import ScriptedLLM
 from lagent.schema import Chunk, ToolCallDelta, Usage
 from lagent.serve import ServedAgent, Server
 from lagent.serve.protocol import merge_chunks
+from tests.fixtures.waiting import wait_until
 from tests.serve.engines import TICK, TickingLLM, calculator_script
 from tests.serve.wire import AUTH, KEY, chat, content_of, events_of, post, user
 
@@ -304,10 +305,10 @@ def test_a_busy_session_refuses_a_second_request(url: str, engines: dict[str, An
         assert requests.get(f'{url}/v1/sessions/busy-1', headers=AUTH, timeout=10).json()['busy'] is True
         assert_error(requests.delete(f'{url}/v1/sessions/busy-1', headers=AUTH, timeout=10), 409)
     assert ticking.closed.wait(5)  # leaving the stream cancelled the run
-    deadline = time.monotonic() + 5
-    while requests.get(f'{url}/v1/sessions/busy-1', headers=AUTH, timeout=10).json()['busy']:
-        assert time.monotonic() < deadline, 'the session stayed busy after its client left'
-        time.sleep(0.05)
+    idle = wait_until(
+        lambda: not requests.get(f'{url}/v1/sessions/busy-1', headers=AUTH, timeout=10).json()['busy'], 5, interval=0.05
+    )
+    assert idle, 'the session stayed busy after its client left'
 
 
 # ---------------------------------------------------------------------- saturation and stopping
@@ -328,10 +329,7 @@ def test_past_max_concurrency_requests_get_429_with_retry_after() -> None:
         finally:
             for stream in streams:
                 stream.close()
-        deadline = time.monotonic() + 5
-        while server.state.active:
-            assert time.monotonic() < deadline, 'closed streams still hold their slots'
-            time.sleep(0.02)
+        assert wait_until(lambda: not server.state.active, 5), 'closed streams still hold their slots'
         short = {'model': 'ticking', 'messages': user('x'), 'max_tokens': 3}
         assert requests.post(f'{address}/v1/chat/completions', json=short, timeout=10).status_code == 200
 

@@ -13,6 +13,7 @@ import requests
 from lagent.llms import OpenAICompatible
 from lagent.serve import ServedAgent, Server
 from tests.fixtures.fault_server import Behaviour, FaultServer, fault_server
+from tests.fixtures.waiting import wait_until
 from tests.serve.engines import TickingLLM
 from tests.serve.wire import content_of, events_of, user
 
@@ -71,10 +72,7 @@ def test_leaving_a_whole_answer_stops_the_in_process_engine(url: str, ticking: T
 
 async def test_leaving_a_stream_closes_the_upstream_connection(url: str, upstream: FaultServer) -> None:
     await read_a_few_events_and_leave(url, 'upstream')
-    deadline = time.monotonic() + 3
-    while upstream.disconnects == 0:
-        assert time.monotonic() < deadline, 'the upstream server kept streaming to nobody'
-        time.sleep(0.02)
+    assert wait_until(lambda: upstream.disconnects, 3), 'the upstream server kept streaming to nobody'
     assert upstream.disconnects == 1 and len(upstream.requests) == 1
 
 

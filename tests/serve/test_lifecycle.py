@@ -16,6 +16,7 @@ import pytest
 import requests
 
 from tests.fixtures.process_checks import process_alive
+from tests.fixtures.waiting import wait_until
 from tests.serve.engines import TICK
 from tests.serve.served import lagent_serve
 from tests.serve.wire import content_of, events_of, user
@@ -28,9 +29,7 @@ def ticking_config(tmp_path: Path, ticks: int, interval: float) -> str:
 
 
 def wait_exit(served: Any, timeout: float) -> int | None:
-    deadline = time.monotonic() + timeout
-    while served.process.running and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: not served.process.running, timeout, interval=0.05)
     return served.process.returncode
 
 
@@ -55,10 +54,7 @@ def test_sigterm_drains_running_streams_refuses_new_ones_and_exits_0(tmp_path: P
     with lagent_serve('--config', config, log_path=tmp_path / 'serve.log') as served:
         received: dict[str, Any] = {}
         reader = stream_in_background(served.url, received)
-        deadline = time.monotonic() + 10
-        while not received.get('started'):
-            assert time.monotonic() < deadline, 'the stream did not start'
-            time.sleep(0.02)
+        assert wait_until(lambda: received.get('started'), 10), 'the stream did not start'
         os.kill(served.process.pid, signal.SIGTERM)
         time.sleep(0.3)
         with pytest.raises(requests.ConnectionError):  # no longer listening
@@ -77,10 +73,7 @@ def test_sigterm_cuts_what_outlives_the_drain_timeout(tmp_path: Path) -> None:
     with lagent_serve('--config', config, '--drain-timeout', '0.5') as served:
         received: dict[str, Any] = {}
         reader = stream_in_background(served.url, received)
-        deadline = time.monotonic() + 10
-        while not received.get('started'):
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
+        assert wait_until(lambda: received.get('started'), 10), 'the stream did not start'
         started = time.monotonic()
         os.kill(served.process.pid, signal.SIGTERM)
         assert wait_exit(served, 20) == 0
@@ -103,10 +96,9 @@ def test_a_child_server_is_stopped_with_lagent_serve(smollm2_path: Path, tmp_pat
         assert any('llama_cpp.server' in command for command in children.values()), children
         os.kill(served.process.pid, signal.SIGTERM)
         assert wait_exit(served, 30) == 0
-    deadline = time.monotonic() + 10
-    while any(process_alive(pid) for pid in children):
-        assert time.monotonic() < deadline, f'left running: {children}'
-        time.sleep(0.05)
+    assert wait_until(lambda: not any(process_alive(pid) for pid in children), 10, interval=0.05), (
+        f'left running: {children}'
+    )
 
 
 def descendants(pid: int) -> dict[int, str]:
