@@ -266,7 +266,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--sizes', type=int, nargs='+', default=[2000, 80000], help='tokens per stream')
     parser.add_argument('--repeats', type=int, default=5)
-    parser.add_argument('--streams', type=int, default=256, help='concurrent async streams')
+    parser.add_argument('--streams', type=int, default=256, help='concurrent async streams (0: skip that part)')
     parser.add_argument('--stream-tokens', type=int, default=2000, help='tokens per concurrent stream')
     parser.add_argument('--readers', nargs='+', default=list(READERS), choices=list(READERS))
     parser.add_argument(
@@ -320,6 +320,8 @@ def run(url: str, args: argparse.Namespace) -> None:
                     rate = rates[name, large, per_write]
                     _report(f'{name} tokens/s at N={large}, {per_write}/write (k)', rate / 1000, 50)
 
+    if args.streams < 1:
+        return
     print(f'\n{args.streams} concurrent async streams of {args.stream_tokens} tokens (1 event/write)')
     lagent_runs, raw_runs = [], []
     for _ in range(max(1, args.repeats // 2)):
