@@ -43,6 +43,7 @@ the engine's own) and travels in ``request.images``.
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import json
 import logging
@@ -737,24 +738,36 @@ async def _astatus_steps(chunks: AsyncStream[Chunk]) -> AsyncIterator[StreamChat
 
 
 _END = object()
+_BATCH = 256  # items the reader takes before it lets the loop's other tasks run
 
 
 async def iterate_in_thread(factory: Callable[[], Iterator[T]]) -> AsyncIterator[T]:
     """Run a blocking iterator in a worker thread and yield its items asynchronously.
+
+    The worker wakes the event loop only when the reader is waiting: items that
+    arrive while the reader is busy are picked up in batches (at most
+    ``_BATCH``), without a wake-up each, and the loop runs its other tasks
+    between batches.
 
     Closing the async iterator (or cancelling the task reading it) tells the
     worker to stop after its current item and closes the blocking iterator
     there, so in-process engines stop generating.
     """
     loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[tuple[Any, BaseException | None]] = asyncio.Queue()
+    lock = threading.Lock()
+    items: collections.deque[tuple[Any, BaseException | None]] = collections.deque()
+    waiter: list[asyncio.Future[None]] = []  # the reader's wake-up, while it waits
     cancelled = threading.Event()
 
     def send(item: Any, error: BaseException | None = None) -> None:
-        try:
-            loop.call_soon_threadsafe(queue.put_nowait, (item, error))
-        except RuntimeError:  # the loop is closed: nobody is listening any more
-            cancelled.set()
+        with lock:
+            items.append((item, error))
+            wake = waiter.pop() if waiter else None
+        if wake is not None:
+            try:
+                loop.call_soon_threadsafe(_wake, wake)
+            except RuntimeError:  # the loop is closed: nobody is listening any more
+                cancelled.set()
 
     def work() -> None:
         try:
@@ -776,14 +789,27 @@ async def iterate_in_thread(factory: Callable[[], Iterator[T]]) -> AsyncIterator
     stream_threads.submit(work)
     try:
         while True:
-            item, error = await queue.get()
-            if item is _END:
-                if error is not None:
-                    raise error
-                return
-            yield item
+            with lock:
+                batch = [items.popleft() for _ in range(min(len(items), _BATCH))]
+                if not batch:
+                    waiter.append(wait := loop.create_future())
+            if not batch:
+                await wait
+                continue
+            for item, error in batch:
+                if item is _END:
+                    if error is not None:
+                        raise error
+                    return
+                yield item
+            await asyncio.sleep(0)  # let the loop's other tasks run between batches
     finally:
         cancelled.set()
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def _check_tools(tools: Sequence[Mapping[str, Any]] | None) -> list[dict[str, Any]] | None:
