@@ -7,11 +7,12 @@ puts this folder on the import path).
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
 from collections.abc import Callable, Mapping
 
-__all__ = ['interleaved_medians', 'report_stream_rates', 'stream_rates']
+__all__ = ['interleaved_medians', 'report_stream_rates', 'run_from_command_line', 'stream_rates']
 
 
 def interleaved_medians(measures: Mapping[str, Callable[[], float]], repeats: int) -> dict[str, float]:
@@ -76,3 +77,12 @@ def report_stream_rates(
     print(f'  {lagent:<29}{result["lagent_tokens_per_s"]:9.1f} tokens/s')
     print(f'  {"ratio lagent/raw":<29}{result["ratio"]:9.3f}x   (target >= {target:g}x)')
     return result
+
+
+def run_from_command_line(doc: str, run: Callable[[int, int], object]) -> None:
+    """Parse a streaming benchmark's ``--tokens`` and ``--repeats`` and call ``run(tokens, repeats)``."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument('--tokens', type=int, default=2000, help='tokens per request')
+    parser.add_argument('--repeats', type=int, default=7, help='interleaved runs per side')
+    args = parser.parse_args()
+    run(args.tokens, args.repeats)

@@ -22,14 +22,13 @@ Run: ``python benchmarks/lmdeploy_client.py [--tokens 2000] [--repeats 7]``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
 from pathlib import Path
 
 import requests
-from _timing import report_stream_rates, stream_rates
+from _timing import report_stream_rates, run_from_command_line, stream_rates
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the CPU engine lives in tests/fixtures
 
@@ -90,13 +89,5 @@ def run(tokens: int = 2000, repeats: int = 7) -> dict[str, float]:
     return report_stream_rates(title, rates, raw=RAW, lagent=LAGENT, tokens=tokens, target=0.95)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--tokens', type=int, default=2000, help='tokens per request')
-    parser.add_argument('--repeats', type=int, default=7, help='interleaved runs per side')
-    args = parser.parse_args()
-    run(args.tokens, args.repeats)
-
-
 if __name__ == '__main__':
-    main()
+    run_from_command_line(__doc__, run)

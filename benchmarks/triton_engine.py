@@ -23,7 +23,6 @@ Run: ``python benchmarks/triton_engine.py [--tokens 2000] [--repeats 7]``.
 
 from __future__ import annotations
 
-import argparse
 import queue
 import sys
 import tempfile
@@ -31,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _timing import report_stream_rates, stream_rates
+from _timing import report_stream_rates, run_from_command_line, stream_rates
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the test server lives in tests/fixtures
 
@@ -89,13 +88,5 @@ def run(tokens: int = 2000, repeats: int = 7) -> dict[str, float]:
     return report_stream_rates(title, rates, raw=RAW, lagent=LAGENT, tokens=tokens, target=0.95)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--tokens', type=int, default=2000, help='tokens per request')
-    parser.add_argument('--repeats', type=int, default=7, help='interleaved runs per side')
-    args = parser.parse_args()
-    run(args.tokens, args.repeats)
-
-
 if __name__ == '__main__':
-    main()
+    run_from_command_line(__doc__, run)
