@@ -1,4 +1,5 @@
-"""Reusable daemon threads for the blocking side of async streams.
+"""Reusable daemon threads for the blocking side of async streams, and the hand-off
+of their items to the event loop that reads them.
 
 An async call on an in-process engine runs the engine's blocking iterator in
 a worker thread. Starting a thread makes the caller wait until the new thread
@@ -10,13 +11,20 @@ one that waits idle for a minute ends.
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Generic, TypeVar
 
-__all__ = ['DaemonThreadPool', 'stream_threads']
+__all__ = ['DaemonThreadPool', 'LoopHandoff', 'stream_threads']
+
+T = TypeVar('T')
 
 _IDLE_S = 60.0
+_END = object()
+_BATCH = 256  # items the reader takes before it lets the loop's other tasks run
 
 
 class DaemonThreadPool:
@@ -63,3 +71,69 @@ class DaemonThreadPool:
 
 stream_threads = DaemonThreadPool('lagent-stream')
 """The pool that runs the blocking iterators of :func:`lagent.llms.base.iterate_in_thread`."""
+
+
+class LoopHandoff(Generic[T]):
+    """Hands items from other threads (or another event loop) to one reader on ``loop``.
+
+    The sender wakes the loop only when the reader is waiting: items that
+    arrive while the reader is busy are picked up in batches (at most
+    ``_BATCH``), without a wake-up each, and the loop runs its other tasks
+    between batches. Nothing is dropped or reordered.
+
+    Args:
+        loop: The event loop the reader runs on.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._items: collections.deque[tuple[Any, BaseException | None]] = collections.deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self.error: BaseException | None = None
+        """What the sender ended with (see :meth:`end`), once :meth:`items` is exhausted."""
+        self.stopped = threading.Event()
+        """Set once the reader is gone (it stopped reading, or its loop closed): senders should stop."""
+
+    def send(self, item: T) -> None:
+        """Hand over one item (from any thread)."""
+        self._put(item, None)
+
+    def end(self, error: BaseException | None = None) -> None:
+        """Say that no more items come; ``error``, if given, is what the source failed with."""
+        self._put(_END, error)
+
+    def _put(self, item: Any, error: BaseException | None) -> None:
+        with self._lock:
+            self._items.append((item, error))
+            wake, self._waiter = self._waiter, None
+        if wake is not None:
+            try:
+                self._loop.call_soon_threadsafe(_wake, wake)
+            except RuntimeError:  # the loop is closed: nobody is listening any more
+                self.stopped.set()
+
+    async def items(self) -> AsyncIterator[T]:
+        """The items, in order, until :meth:`end`; then :attr:`error` holds what it was given."""
+        try:
+            while True:
+                with self._lock:
+                    batch = [self._items.popleft() for _ in range(min(len(self._items), _BATCH))]
+                    if not batch:
+                        self._waiter = wait = self._loop.create_future()
+                if not batch:
+                    await wait
+                    continue
+                for item, error in batch:
+                    if item is _END:
+                        self.error = error
+                        return
+                    yield item
+                await asyncio.sleep(0)  # let the loop's other tasks run between batches
+        finally:
+            self.stopped.set()
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)

@@ -43,11 +43,9 @@ the engine's own) and travels in ``request.images``.
 from __future__ import annotations
 
 import asyncio
-import collections
 import functools
 import json
 import logging
-import threading
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -55,7 +53,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, TypeVar, Union, cast
 
 from lagent.images import ImageError, ImagePolicy, ImageRef, find_images, inline_images
-from lagent.llms._threads import stream_threads
+from lagent.llms._threads import LoopHandoff, stream_threads
 from lagent.llms.streaming import AsyncStream, ChunkAccumulator, StopFilter, Stream
 from lagent.prompts import ChatTemplate, MetaTemplate, get_template, join_contents, normalize_messages
 from lagent.schema import Chunk, GenerationParams, Message, MessageLike, ModelStatusCode, Response
@@ -737,79 +735,44 @@ async def _astatus_steps(chunks: AsyncStream[Chunk]) -> AsyncIterator[StreamChat
     yield ModelStatusCode.END, text, accumulator.response()
 
 
-_END = object()
-_BATCH = 256  # items the reader takes before it lets the loop's other tasks run
-
-
 async def iterate_in_thread(factory: Callable[[], Iterator[T]]) -> AsyncIterator[T]:
     """Run a blocking iterator in a worker thread and yield its items asynchronously.
 
-    The worker wakes the event loop only when the reader is waiting: items that
-    arrive while the reader is busy are picked up in batches (at most
-    ``_BATCH``), without a wake-up each, and the loop runs its other tasks
-    between batches.
+    Items reach the event loop through a :class:`~lagent.llms._threads.LoopHandoff`:
+    in batches, with a wake-up only when the reader waits.
 
     Closing the async iterator (or cancelling the task reading it) tells the
     worker to stop after its current item and closes the blocking iterator
     there, so in-process engines stop generating.
     """
-    loop = asyncio.get_running_loop()
-    lock = threading.Lock()
-    items: collections.deque[tuple[Any, BaseException | None]] = collections.deque()
-    waiter: list[asyncio.Future[None]] = []  # the reader's wake-up, while it waits
-    cancelled = threading.Event()
-
-    def send(item: Any, error: BaseException | None = None) -> None:
-        with lock:
-            items.append((item, error))
-            wake = waiter.pop() if waiter else None
-        if wake is not None:
-            try:
-                loop.call_soon_threadsafe(_wake, wake)
-            except RuntimeError:  # the loop is closed: nobody is listening any more
-                cancelled.set()
+    handoff: LoopHandoff[T] = LoopHandoff(asyncio.get_running_loop())
 
     def work() -> None:
         try:
             iterator = factory()
             try:
                 for item in iterator:
-                    if cancelled.is_set():
+                    if handoff.stopped.is_set():
                         break
-                    send(item)
+                    handoff.send(item)
             finally:
                 close = getattr(iterator, 'close', None)
                 if close is not None:
                     close()
         except BaseException as exc:  # handed to the reader, raised there
-            send(_END, exc)
+            handoff.end(exc)
         else:
-            send(_END)
+            handoff.end()
 
     stream_threads.submit(work)
+    items = handoff.items()
     try:
-        while True:
-            with lock:
-                batch = [items.popleft() for _ in range(min(len(items), _BATCH))]
-                if not batch:
-                    waiter.append(wait := loop.create_future())
-            if not batch:
-                await wait
-                continue
-            for item, error in batch:
-                if item is _END:
-                    if error is not None:
-                        raise error
-                    return
-                yield item
-            await asyncio.sleep(0)  # let the loop's other tasks run between batches
+        async for item in items:
+            yield item
     finally:
-        cancelled.set()
-
-
-def _wake(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
+        await items.aclose()  # marks the hand-off stopped, so the worker stops too
+    if handoff.error is not None:
+        raise handoff.error
 
 
 def _check_tools(tools: Sequence[Mapping[str, Any]] | None) -> list[dict[str, Any]] | None:

@@ -38,6 +38,7 @@ from lagent._optional import import_optional
 from lagent.errors import EngineUnavailableError, LLMError
 from lagent.images import ImagePolicy, find_images, has_images, load_image
 from lagent.llms import results
+from lagent.llms._threads import LoopHandoff
 from lagent.llms.base import BaseLLM, LLMRequest
 from lagent.prompts import ChatTemplate
 from lagent.schema import Chunk, GenerationParams
@@ -53,7 +54,6 @@ MIN_VERSION = (0, 12)
 PREPROCESS_API_VERSION = (0, 16)
 """From this lmdeploy version on, the async engine takes ``preprocess`` then ``generate``."""
 
-_END = object()
 
 MARKER_HINT = (
     "; the prompt places its images at lmdeploy's <IMAGE_TOKEN> markers, which only some of lmdeploy's vision "
@@ -251,31 +251,29 @@ class LMDeployPipeline(BaseLLM):
         engine_loop = pipe.internal_thread.loop
         session = pipe.session()
         gen_config = self._generation_config(params)
-        caller = asyncio.get_running_loop()
-        queue: asyncio.Queue[tuple[Any, BaseException | None]] = asyncio.Queue()
+        handoff: LoopHandoff[Any] = LoopHandoff(asyncio.get_running_loop())
 
         async def pump() -> None:  # runs on lmdeploy's event loop
             try:
                 async for out in self._engine_outputs(pipe.async_engine, inputs, session, gen_config, do_preprocess):
-                    caller.call_soon_threadsafe(queue.put_nowait, (out, None))
+                    handoff.send(out)
             except BaseException as exc:  # handed to the reader, raised there
-                caller.call_soon_threadsafe(queue.put_nowait, (_END, exc))
+                handoff.end(exc)
                 raise
-            caller.call_soon_threadsafe(queue.put_nowait, (_END, None))
+            handoff.end()
 
         work = asyncio.run_coroutine_threadsafe(pump(), engine_loop)
         last = None
+        outputs = handoff.items()
         try:
-            while True:
-                out, error = await queue.get()
-                if out is _END:
-                    if error is not None:
-                        raise _failure(str(error), request) from error
-                    break
+            async for out in outputs:
                 last = out
                 if out.response:
                     yield Chunk(out.response)
+            if handoff.error is not None:
+                raise _failure(str(handoff.error), request) from handoff.error
         finally:
+            await outputs.aclose()
             if not work.done():
                 work.cancel()
                 with suppress(Exception):
