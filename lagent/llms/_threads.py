@@ -88,50 +88,71 @@ class LoopHandoff(Generic[T]):
     def __init__(self, loop: asyncio.AbstractEventLoop):
         self._loop = loop
         self._lock = threading.Lock()
-        self._items: collections.deque[tuple[Any, BaseException | None]] = collections.deque()
+        self._items: collections.deque[Any] = collections.deque()
         self._waiter: asyncio.Future[None] | None = None
         self.error: BaseException | None = None
-        """What the sender ended with (see :meth:`end`), once :meth:`items` is exhausted."""
-        self.stopped = threading.Event()
-        """Set once the reader is gone (it stopped reading, or its loop closed): senders should stop."""
+        """What the sender ended with (see :meth:`end`), once the items are exhausted."""
+        self.stopped = False
+        """True once the reader is gone (it stopped reading, or its loop closed): senders should stop."""
 
     def send(self, item: T) -> None:
         """Hand over one item (from any thread)."""
-        self._put(item, None)
+        with self._lock:
+            self._items.append(item)
+            wake = self._waiter
+            self._waiter = None
+        if wake is not None:
+            self._wake(wake)
 
     def end(self, error: BaseException | None = None) -> None:
         """Say that no more items come; ``error``, if given, is what the source failed with."""
-        self._put(_END, error)
-
-    def _put(self, item: Any, error: BaseException | None) -> None:
         with self._lock:
-            self._items.append((item, error))
-            wake, self._waiter = self._waiter, None
+            self.error = error
+            self._items.append(_END)
+            wake = self._waiter
+            self._waiter = None
         if wake is not None:
-            try:
-                self._loop.call_soon_threadsafe(_wake, wake)
-            except RuntimeError:  # the loop is closed: nobody is listening any more
-                self.stopped.set()
+            self._wake(wake)
 
-    async def items(self) -> AsyncIterator[T]:
-        """The items, in order, until :meth:`end`; then :attr:`error` holds what it was given."""
+    def _wake(self, waiter: asyncio.Future[None]) -> None:
+        try:
+            self._loop.call_soon_threadsafe(_wake, waiter)
+        except RuntimeError:  # the loop is closed: nobody is listening any more
+            self.stopped = True
+
+    async def batches(self) -> AsyncIterator[list[T]]:
+        """The items, in order, as lists of those that arrived together (never empty), until
+        :meth:`end`; then :attr:`error` holds what it was given."""
+        items, lock = self._items, self._lock
         try:
             while True:
-                with self._lock:
-                    batch = [self._items.popleft() for _ in range(min(len(self._items), _BATCH))]
-                    if not batch:
+                with lock:
+                    count = min(len(items), _BATCH)
+                    if not count:
                         self._waiter = wait = self._loop.create_future()
-                if not batch:
+                    batch = [items.popleft() for _ in range(count)]
+                if not count:
                     await wait
                     continue
-                for item, error in batch:
-                    if item is _END:
-                        self.error = error
-                        return
-                    yield item
+                if batch[-1] is _END:
+                    batch.pop()
+                    if batch:
+                        yield batch
+                    return
+                yield batch
                 await asyncio.sleep(0)  # let the loop's other tasks run between batches
         finally:
-            self.stopped.set()
+            self.stopped = True
+
+    async def items(self) -> AsyncIterator[T]:
+        """The items one by one (see :meth:`batches`)."""
+        batches = self.batches()
+        try:
+            async for batch in batches:
+                for item in batch:
+                    yield item
+        finally:
+            await batches.aclose()
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:

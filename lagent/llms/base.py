@@ -54,7 +54,15 @@ from typing import Any, ClassVar, Literal, TypeVar, Union, cast
 
 from lagent.images import ImageError, ImagePolicy, ImageRef, find_images, inline_images
 from lagent.llms._threads import LoopHandoff, stream_threads
-from lagent.llms.streaming import AsyncStream, ChunkAccumulator, StopFilter, Stream
+from lagent.llms.streaming import (
+    AsyncStream,
+    BatchedIterator,
+    ChunkAccumulator,
+    StopFilter,
+    Stream,
+    aclose_source,
+    batches_of,
+)
 from lagent.prompts import ChatTemplate, MetaTemplate, get_template, join_contents, normalize_messages
 from lagent.schema import Chunk, GenerationParams, Message, MessageLike, ModelStatusCode, Response
 
@@ -381,7 +389,7 @@ class BaseLLM:
 
     def _aopen(self, request: LLMRequest, params: GenerationParams) -> AsyncIterator[Chunk]:
         self._log_request(request, params)
-        return _afilter_reply(self._astream(request, params), params.stop_words)
+        return BatchedIterator(_afilter_batches(batches_of(self._astream(request, params)), params.stop_words))
 
     def _complete(self, request: LLMRequest, params: GenerationParams) -> Response:
         self._log_request(request, params)
@@ -390,8 +398,9 @@ class BaseLLM:
     async def _acomplete(self, request: LLMRequest, params: GenerationParams) -> Response:
         self._log_request(request, params)
         accumulator = ChunkAccumulator()
-        async for chunk in _afilter_reply(self._aanswer(request, params), params.stop_words):
-            accumulator.add(chunk)
+        async for batch in _afilter_batches(batches_of(self._aanswer(request, params)), params.stop_words):
+            for chunk in batch:
+                accumulator.add(chunk)
         return accumulator.response()
 
     def _complete_many(self, requests: list[LLMRequest], params: GenerationParams) -> list[Response]:
@@ -673,22 +682,33 @@ def _filter_reply(source: Iterator[Chunk], stop_words: Sequence[str]) -> Iterato
             close()
 
 
-async def _afilter_reply(source: AsyncIterator[Chunk], stop_words: Sequence[str]) -> AsyncIterator[Chunk]:
-    reply = _ReplyFilter(stop_words)
+def _afilter_batches(source: AsyncIterator[list[Chunk]], stop_words: Sequence[str]) -> AsyncIterator[list[Chunk]]:
+    """The async path's :func:`_filter_reply`, a list of chunks at a time."""
+    if not stop_words:  # nothing to filter: the lists pass as they are
+        return source
+    return _stop_batches(source, stop_words)
+
+
+async def _stop_batches(source: AsyncIterator[list[Chunk]], stop_words: Sequence[str]) -> AsyncIterator[list[Chunk]]:
     try:
-        async for chunk in source:
-            out = reply.process(chunk)
-            if out is not None:
-                yield out
+        reply = _ReplyFilter(stop_words)
+        async for batch in source:
+            kept = []
+            for chunk in batch:
+                out = reply.process(chunk)
+                if out is not None:
+                    kept.append(out)
+                if reply.stop.stopped:
+                    break
+            if kept:
+                yield kept
             if reply.stop.stopped:
                 return
         tail = reply.finish()
         if tail is not None:
-            yield tail
+            yield [tail]
     finally:
-        aclose = getattr(source, 'aclose', None)
-        if aclose is not None:
-            await aclose()
+        await aclose_source(source)
 
 
 def _cumulative(chunks: Stream[Chunk]) -> Iterator[str]:
@@ -735,16 +755,21 @@ async def _astatus_steps(chunks: AsyncStream[Chunk]) -> AsyncIterator[StreamChat
     yield ModelStatusCode.END, text, accumulator.response()
 
 
-async def iterate_in_thread(factory: Callable[[], Iterator[T]]) -> AsyncIterator[T]:
+def iterate_in_thread(factory: Callable[[], Iterator[T]]) -> BatchedIterator[T]:
     """Run a blocking iterator in a worker thread and yield its items asynchronously.
 
     Items reach the event loop through a :class:`~lagent.llms._threads.LoopHandoff`:
-    in batches, with a wake-up only when the reader waits.
+    in batches, with a wake-up only when the reader waits; the returned
+    iterator's ``batches()`` reads those lists themselves.
 
     Closing the async iterator (or cancelling the task reading it) tells the
     worker to stop after its current item and closes the blocking iterator
     there, so in-process engines stop generating.
     """
+    return BatchedIterator(_batches_in_thread(factory))
+
+
+async def _batches_in_thread(factory: Callable[[], Iterator[T]]) -> AsyncIterator[list[T]]:
     handoff: LoopHandoff[T] = LoopHandoff(asyncio.get_running_loop())
 
     def work() -> None:
@@ -752,7 +777,7 @@ async def iterate_in_thread(factory: Callable[[], Iterator[T]]) -> AsyncIterator
             iterator = factory()
             try:
                 for item in iterator:
-                    if handoff.stopped.is_set():
+                    if handoff.stopped:
                         break
                     handoff.send(item)
             finally:
@@ -765,12 +790,12 @@ async def iterate_in_thread(factory: Callable[[], Iterator[T]]) -> AsyncIterator
             handoff.end()
 
     stream_threads.submit(work)
-    items = handoff.items()
+    batches = handoff.batches()
     try:
-        async for item in items:
-            yield item
+        async for batch in batches:
+            yield batch
     finally:
-        await items.aclose()  # marks the hand-off stopped, so the worker stops too
+        await batches.aclose()  # marks the hand-off stopped, so the worker stops too
     if handoff.error is not None:
         raise handoff.error
 

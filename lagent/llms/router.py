@@ -30,6 +30,7 @@ from typing import Any, Literal, Union
 
 from lagent.errors import EngineUnavailableError, LLMError, RateLimitError, RequestError
 from lagent.llms.base import BaseLLM, LLMRequest
+from lagent.llms.streaming import aclose_source
 from lagent.schema import Chunk, GenerationParams, Response, ToolCallDelta
 
 __all__ = ['POLICIES', 'BackendStats', 'Router', 'models_endpoint_check']
@@ -327,11 +328,11 @@ class Router(BaseLLM):
                     if _has_content(chunk):
                         break
             except Exception as exc:
-                await _aclose(source)
+                await aclose_source(source)
                 attempt.failed_before_first_token(backend, exc, began)
                 continue
             except BaseException:
-                await _aclose(source)
+                await aclose_source(source)
                 attempt.abandoned(backend, began)
                 raise
             attempt.committed(backend, began)
@@ -349,7 +350,7 @@ class Router(BaseLLM):
             else:
                 attempt.finished(backend, began)
             finally:
-                await _aclose(source)
+                await aclose_source(source)
             return
 
     # ------------------------------------------------------------------ choosing and accounting
@@ -592,12 +593,6 @@ def _close(source: Iterator[Chunk] | None) -> None:
     close = getattr(source, 'close', None)
     if close is not None:
         close()
-
-
-async def _aclose(source: AsyncIterator[Chunk] | None) -> None:
-    aclose = getattr(source, 'aclose', None)
-    if aclose is not None:
-        await aclose()
 
 
 # ---------------------------------------------------------------------- construction

@@ -12,7 +12,16 @@ from typing import Any, Generic, TypeVar
 
 from lagent.schema import Chunk, FunctionCall, Response, ToolCall, ToolCallDelta, Usage
 
-__all__ = ['AsyncStream', 'ChunkAccumulator', 'StopFilter', 'Stream', 'Utf8StreamDecoder']
+__all__ = [
+    'AsyncStream',
+    'BatchedIterator',
+    'ChunkAccumulator',
+    'StopFilter',
+    'Stream',
+    'Utf8StreamDecoder',
+    'aclose_source',
+    'batches_of',
+]
 
 T = TypeVar('T')
 
@@ -224,17 +233,96 @@ class AsyncStream(Generic[T]):
             await self.aclose()
             raise
 
+    async def batches(self) -> AsyncIterator[list[T]]:
+        """The rest of the stream as lists of the items that arrived together (none empty).
+
+        For consumers that pass items on, such as a server writing events: one
+        step per list rather than per item. An in-process engine's items come in
+        lists of those that were ready at once; other sources give one item per
+        list. Leaving it early, or its end, closes the stream.
+        """
+        try:
+            async for batch in batches_of(self._source):
+                yield batch
+        finally:
+            await self.aclose()
+
     async def aclose(self) -> None:
         """Stop the stream and release its connection; safe to call twice."""
         if self.closed:
             return
         self.closed = True
-        aclose = getattr(self._source, 'aclose', None)
-        if aclose is not None:
-            await aclose()
+        await aclose_source(self._source)
 
     async def __aenter__(self) -> AsyncStream[T]:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+
+class BatchedIterator(Generic[T]):
+    """An async iterator over items that arrive in lists; :meth:`batches` reads the lists themselves.
+
+    Args:
+        batches: The lists of items; closed when this iterator is.
+    """
+
+    __slots__ = ('_batches', '_current')
+
+    def __init__(self, batches: AsyncIterator[list[T]]):
+        self._batches = batches
+        self._current: Iterator[T] = iter(())
+
+    def __aiter__(self) -> BatchedIterator[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        while True:
+            for item in self._current:
+                return item
+            self._current = iter(await self._batches.__anext__())
+
+    def batches(self) -> AsyncIterator[list[T]]:
+        """The items not read yet, as lists (none empty); closing it closes the source."""
+        rest = list(self._current)
+        if not rest:
+            return self._batches
+        self._current = iter(())
+        return _prepend(rest, self._batches)
+
+    async def aclose(self) -> None:
+        """Close the source of the lists."""
+        await aclose_source(self._batches)
+
+
+def batches_of(source: AsyncIterator[T]) -> AsyncIterator[list[T]]:
+    """``source`` as lists of items: its own :meth:`~BatchedIterator.batches` if it has
+    them, else one item per list. Leaving early closes ``source``."""
+    if isinstance(source, (AsyncStream, BatchedIterator)):
+        return source.batches()
+    return _one_per_list(source)
+
+
+async def _prepend(first: list[T], batches: AsyncIterator[list[T]]) -> AsyncIterator[list[T]]:
+    try:
+        yield first
+        async for batch in batches:
+            yield batch
+    finally:
+        await aclose_source(batches)
+
+
+async def _one_per_list(source: AsyncIterator[T]) -> AsyncIterator[list[T]]:
+    try:
+        async for item in source:
+            yield [item]
+    finally:
+        await aclose_source(source)
+
+
+async def aclose_source(source: object) -> None:
+    """Close an async iterator that can be closed (``aclose``); others are left as they are."""
+    aclose = getattr(source, 'aclose', None)
+    if aclose is not None:
+        await aclose()

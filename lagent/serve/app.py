@@ -345,11 +345,15 @@ async def stream_answer(request: web.Request, source: AsyncIterator[T], answer: 
     async with BatchReader(source) as reader:
         batch = await reader.take()
         response = await open_event_stream(request)
+        data = b''
         try:
             while batch:
                 data = answer.render(batch)
+                if reader.exhausted:  # the rest goes in the same write (a short answer: one write in all)
+                    break
                 if data:
                     await response.write(data)
+                data = b''
                 try:
                     batch = await reader.take()
                 except Exception as exc:  # the engine or agent failed
@@ -364,14 +368,12 @@ async def stream_answer(request: web.Request, source: AsyncIterator[T], answer: 
                         response, APIError(503, 'the server shut down before the answer was complete')
                     )
             raise
-        await response.write(answer.closing() + DONE)
-        await response.write_eof()
+        await response.write_eof(data + answer.closing() + DONE)
     return response
 
 
 async def _end_with_error(response: web.StreamResponse, error: APIError) -> None:
-    await response.write(ChunkEncoder.error(error))
-    await response.write_eof()
+    await response.write_eof(ChunkEncoder.error(error))
 
 
 class _Answer(Generic[T]):

@@ -21,6 +21,8 @@ from typing import Generic, TypeVar
 
 from aiohttp import web
 
+from lagent.llms.streaming import aclose_source, batches_of
+
 __all__ = ['BatchReader', 'open_event_stream']
 
 T = TypeVar('T')
@@ -55,18 +57,18 @@ class BatchReader(Generic[T]):
 
     async def _read(self) -> None:
         source, ready = self._source, self._ready
+        batches = batches_of(source)  # an in-process engine's chunks come a list at a time
         try:
-            async for item in source:
-                self._items.append(item)
+            async for batch in batches:
+                self._items += batch
                 ready.set()
         except Exception as exc:  # handed to take(), after the items that came before it
             self._error = exc
         finally:
             self._done = True
             self._ready.set()
-            aclose = getattr(source, 'aclose', None)
-            if aclose is not None:
-                await aclose()
+            await aclose_source(batches)
+            await aclose_source(source)
 
     async def take(self) -> list[T]:
         """Wait until something arrived and return it all; ``[]`` once the source is exhausted.
@@ -85,6 +87,11 @@ class BatchReader(Generic[T]):
             error, self._error = self._error, None
             raise error
         return items
+
+    @property
+    def exhausted(self) -> bool:
+        """Whether the source ended without an error and every item was taken."""
+        return self._done and not self._items and self._error is None
 
     async def aclose(self) -> None:
         """Stop reading and close the source (waits until it is closed)."""
