@@ -9,6 +9,8 @@ default settings, two ways:
 A question counts as answered correctly when the run ends with an answer
 (status ``END``; the command exits 0), the calculator was called, and the
 answer contains the right number. The target is at least 18 of 20 each way.
+It also counts the answers that copy the request's wording (its list of tool
+results) instead of only answering.
 
     python benchmarks/agent_arithmetic.py                 # both ways, all 20
     python benchmarks/agent_arithmetic.py --way python --limit 5
@@ -52,6 +54,7 @@ QUESTIONS: list[tuple[str, float]] = [
 """The questions and their answers."""
 
 _NUMBER = re.compile(r'-?\d[\d,]*(?:\.\d+)?')
+_REQUEST_WORDING = re.compile(r'(?i)tool results|results of the tools|Calculator\(')
 
 
 @dataclass
@@ -68,6 +71,11 @@ class Outcome:
     @property
     def correct(self) -> bool:
         return self.ended and self.called and mentions(self.answer, self.expected)
+
+    @property
+    def repeats_the_request(self) -> bool:
+        """Whether the answer copies the request's wording (its list of tool results) instead of answering."""
+        return bool(_REQUEST_WORDING.search(self.answer))
 
 
 def mentions(text: str, expected: float) -> bool:
@@ -128,10 +136,11 @@ def report(way: str, outcome: Outcome, why: str | None) -> None:
 def summary(way: str, outcomes: list[Outcome]) -> str:
     right = sum(outcome.correct for outcome in outcomes)
     ended = sum(outcome.ended for outcome in outcomes)
+    repeating = sum(outcome.repeats_the_request for outcome in outcomes)
     median = statistics.median(outcome.seconds for outcome in outcomes)
     return (
         f'{way}: {right}/{len(outcomes)} correct through the calculator, {ended}/{len(outcomes)} ended with '
-        f'an answer, median {median:.1f}s per question'
+        f'an answer, {repeating} repeating the request, median {median:.1f}s per question'
     )
 
 

@@ -76,7 +76,7 @@ UserMessage = Union[str, Message, Mapping[str, Any], Sequence[Union[Message, Map
 """What ``chat`` takes: the user's text or message, or a whole conversation
 ending with it (which then replaces the agent's memory)."""
 
-FINAL_PROMPT = 'Now give the final answer to the question, using the tool results.'
+FINAL_PROMPT = 'Now write the final answer to the question in one sentence.'
 """What the last allowed reply is asked for with (see the finishing policy)."""
 
 
@@ -446,7 +446,8 @@ class BaseAgent:
             return Message(role='user', content=self.final_prompt)
         question = getattr(self, '_question', '')
         asked = f'The question: {question}\n' if question else ''
-        return Message(role='user', content=f'{asked}Tool results:\n' + '\n'.join(results) + f'\n\n{self.final_prompt}')
+        listed = '\n'.join(results)
+        return Message(role='user', content=f'{asked}Results of the tools you called:\n{listed}\n\n{self.final_prompt}')
 
     def _model_request(self, turn: int, final: bool) -> ModelRequest:
         """What to ask the model for reply ``turn`` of a run (``final``: the last allowed one)."""

@@ -247,9 +247,10 @@ def test_the_last_allowed_reply_is_asked_to_answer(dialect: Dialect) -> None:
     assert asked_to_answer(agent, 1) and not asked_to_answer(agent, 0)
     assert agent.final_prompt not in request_text([m.to_openai() for m in agent.memory.messages])  # not kept
     if not (isinstance(agent, FunctionCallAgent) and agent.native):  # the question and results come again
-        assert 'The question: What is 2 + 3?\nTool results:\n- add({"a": 2, "b": 3}): 5' in request_text(
-            agent.llm.requests[1]
-        ).replace('\\n', '\n').replace('\\"', '"')
+        assert (
+            'The question: What is 2 + 3?\nResults of the tools you called:\n- add({"a": 2, "b": 3}): 5'
+            in request_text(agent.llm.requests[1]).replace('\\n', '\n').replace('\\"', '"')
+        )
 
 
 def test_a_repeated_call_is_the_cue_to_answer(dialect: Dialect) -> None:
