@@ -64,6 +64,7 @@ from lagent.llms._http_errors import (
     without_secret,
 )
 from lagent.llms.protocols.base import STREAM_END, EventStream, one_item_per_event
+from lagent.llms.streaming import BatchedIterator
 
 __all__ = ['EventParser', 'HTTPTransport', 'check_base_url', 'translate_errors']
 
@@ -400,12 +401,17 @@ class HTTPTransport:
         protocol: StreamProtocol,
         timeout: float | None = None,
         request_id: str | None = None,
-    ) -> AsyncIterator[T]:
-        """Async twin of :meth:`stream`; closing the iterator closes the connection."""
-        request = self._prepare('POST', path, body, timeout, request_id)
-        return self._astream(request, parse, protocol)
+    ) -> BatchedIterator[T]:
+        """Async twin of :meth:`stream`; closing the iterator closes the connection.
 
-    async def _astream(self, request: _Request, parse: EventParser[T], protocol: StreamProtocol) -> AsyncIterator[T]:
+        Its ``batches()`` gives the items of each network read as one list.
+        """
+        request = self._prepare('POST', path, body, timeout, request_id)
+        return BatchedIterator(self._abatches(request, parse, protocol))
+
+    async def _abatches(
+        self, request: _Request, parse: EventParser[T], protocol: StreamProtocol
+    ) -> AsyncIterator[list[T]]:
         response = await self._asend(request, stream=True)
         what = f'reading the stream of {request.url}'
         try:
@@ -413,14 +419,14 @@ class HTTPTransport:
                 events, one_by_one, content = protocol(), one_item_per_event(), response.content
                 while data := await content.readany():
                     items, end = _parse_read(events, data, parse, one_by_one)
-                    for item in items:
-                        yield item
+                    if items:
+                        yield items
                     if end is not None:
                         break
                 else:
                     items, end = _parse_events(*events.finish(), parse, one_by_one)
-                    for item in items:
-                        yield item
+                    if items:
+                        yield items
                 if end is not STREAM_END:
                     raise end
         except LLMError as error:

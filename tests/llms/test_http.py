@@ -475,6 +475,19 @@ async def test_per_event_items_gives_one_item_per_event_even_when_read_together(
         await client.aclose()
 
 
+async def test_async_items_of_one_read_come_as_one_list_and_one_by_one(chaos: ChaosProcess) -> None:
+    chaos.plan(tokens=['a', 'b', 'c', 'd'], writes='all')  # every event in one write: one read
+    client = chaos_client(chaos)
+    try:
+        with per_event_items():
+            stream = client.astream('/completions', BODY, text_of, protocol=SSEStream)
+            assert [batch async for batch in stream.batches()] == [['a', 'b', 'c', 'd', '']]
+            stream = client.astream('/completions', BODY, text_of, protocol=SSEStream)
+            assert [item async for item in stream] == ['a', 'b', 'c', 'd', '']
+    finally:
+        await client.aclose()
+
+
 # ---------------------------------------------------------------------- NDJSON through the transport (Ollama's /api/chat)
 
 
