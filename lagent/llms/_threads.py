@@ -144,16 +144,6 @@ class LoopHandoff(Generic[T]):
         finally:
             self.stopped = True
 
-    async def items(self) -> AsyncIterator[T]:
-        """The items one by one (see :meth:`batches`)."""
-        batches = self.batches()
-        try:
-            async for batch in batches:
-                for item in batch:
-                    yield item
-        finally:
-            await batches.aclose()
-
 
 def _wake(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():

@@ -40,6 +40,7 @@ from lagent.images import ImagePolicy, find_images, has_images, load_image
 from lagent.llms import results
 from lagent.llms._threads import LoopHandoff
 from lagent.llms.base import BaseLLM, LLMRequest
+from lagent.llms.streaming import BatchedIterator
 from lagent.prompts import ChatTemplate
 from lagent.schema import Chunk, GenerationParams
 
@@ -242,7 +243,11 @@ class LMDeployPipeline(BaseLLM):
         if last is not None:
             yield _final_chunk(last.finish_reason, last.input_token_len, last.generate_token_len)
 
-    async def _astream(self, request: LLMRequest, params: GenerationParams) -> AsyncIterator[Chunk]:
+    def _astream(self, request: LLMRequest, params: GenerationParams) -> AsyncIterator[Chunk]:
+        return BatchedIterator(self._abatches(request, params))
+
+    async def _abatches(self, request: LLMRequest, params: GenerationParams) -> AsyncIterator[list[Chunk]]:
+        """The async stream as lists of the chunks of the outputs that arrived together."""
         if _has_images(request):  # reading images (maybe from the network) must not block the event loop
             inputs, do_preprocess = await asyncio.to_thread(pipeline_inputs, request, self.image_policy)
         else:
@@ -264,12 +269,13 @@ class LMDeployPipeline(BaseLLM):
 
         work = asyncio.run_coroutine_threadsafe(pump(), engine_loop)
         last = None
-        outputs = handoff.items()
+        outputs = handoff.batches()
         try:
-            async for out in outputs:
-                last = out
-                if out.response:
-                    yield Chunk(out.response)
+            async for batch in outputs:
+                last = batch[-1]
+                chunks = [Chunk(out.response) for out in batch if out.response]
+                if chunks:
+                    yield chunks
             if handoff.error is not None:
                 raise _failure(str(handoff.error), request) from handoff.error
         finally:
@@ -279,7 +285,7 @@ class LMDeployPipeline(BaseLLM):
                 with suppress(Exception):
                     await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(session.async_abort(), engine_loop))
         if last is not None:
-            yield _final_chunk(last.finish_reason, last.input_token_len, last.generate_token_len)
+            yield [_final_chunk(last.finish_reason, last.input_token_len, last.generate_token_len)]
 
     def _answer_batch(self, requests: list[LLMRequest], params: GenerationParams) -> list[list[Chunk]]:
         """Answer a batch with one ``infer`` call (lmdeploy batches it on the GPU)."""
