@@ -265,7 +265,7 @@ class BatchedIterator(Generic[T]):
     """An async iterator over items that arrive in lists; :meth:`batches` reads the lists themselves.
 
     Args:
-        batches: The lists of items; closed when this iterator is.
+        batches: The lists of items (none empty); closed when this iterator is.
     """
 
     __slots__ = ('_batches', '_current')
