@@ -665,6 +665,13 @@ def _reply(chunks: Iterable[Chunk], params: GenerationParams) -> Response:
 
 
 def _filter_reply(source: Iterator[Chunk], stop_words: Sequence[str]) -> Iterator[Chunk]:
+    """``source`` with the reply's stop words applied (closing it at a stop word)."""
+    if not stop_words:  # nothing to filter: the chunks pass as they are
+        return source
+    return _stop_reply(source, stop_words)
+
+
+def _stop_reply(source: Iterator[Chunk], stop_words: Sequence[str]) -> Iterator[Chunk]:
     reply = _ReplyFilter(stop_words)
     try:
         for chunk in source:
