@@ -3,9 +3,6 @@ an in-process engine's chunks on without a step per chunk."""
 
 from __future__ import annotations
 
-import asyncio
-import threading
-
 import pytest
 
 from lagent.llms import ScriptedLLM
@@ -63,30 +60,6 @@ async def test_a_plain_async_source_gives_one_item_per_list_and_is_closed_early(
     assert [await batches.__anext__() for _ in range(2)] == [[0], [1]]
     await batches.aclose()
     assert closed == [True]
-
-
-async def test_leaving_the_lists_early_stops_the_worker_thread() -> None:
-    stopped = threading.Event()
-    produced = 0
-
-    def endless():
-        nonlocal produced
-        try:
-            while True:
-                produced += 1
-                yield produced
-        finally:
-            stopped.set()
-
-    stream = AsyncStream(iterate_in_thread(endless))
-    async for batch in stream.batches():
-        assert batch[0] == 1
-        break
-    await stream.aclose()
-    assert await asyncio.to_thread(stopped.wait, 10)
-    count = produced
-    await asyncio.sleep(0.05)
-    assert produced == count and stream.closed
 
 
 async def test_an_error_comes_after_every_list_before_it() -> None:

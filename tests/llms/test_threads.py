@@ -10,6 +10,7 @@ import pytest
 
 from lagent.llms._threads import DaemonThreadPool
 from lagent.llms.base import iterate_in_thread
+from lagent.llms.streaming import AsyncStream
 
 
 def _run(pool: DaemonThreadPool, job) -> None:
@@ -90,7 +91,8 @@ def test_a_fast_source_does_not_keep_the_loops_other_tasks_waiting() -> None:
     assert ticks_while_reading >= 40_000 // 256 // 2
 
 
-def test_closing_the_reader_stops_the_source_in_its_thread() -> None:
+@pytest.mark.parametrize('read', ['items', 'lists'])
+def test_closing_the_reader_stops_the_source_in_its_thread(read: str) -> None:
     closed = threading.Event()
     produced = 0
 
@@ -104,11 +106,19 @@ def test_closing_the_reader_stops_the_source_in_its_thread() -> None:
             closed.set()
 
     async def read_some() -> None:
-        stream = iterate_in_thread(endless)
-        async for item in stream:
-            if item == 10:
-                break
+        if read == 'items':
+            stream = iterate_in_thread(endless)
+            async for item in stream:
+                if item == 10:
+                    break
+            await stream.aclose()
+            return
+        stream = AsyncStream(iterate_in_thread(endless))  # leaving the lists early
+        async for batch in stream.batches():
+            assert batch[0] == 1
+            break
         await stream.aclose()
+        assert stream.closed
 
     asyncio.run(read_some())
     assert closed.wait(10)
