@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import itertools
 import json
 import os
@@ -35,7 +36,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from email.utils import formatdate
 from pathlib import Path
 from typing import Any
@@ -282,8 +283,8 @@ class Run:
     outcome: str = ''
     seconds: float = 0.0
     detail: str = ''
-    fds_left: int = 0
-    """File descriptors still open once the engine was closed (it should be none)."""
+    fds_left: list[str] = field(default_factory=list)
+    """What the file descriptors still open once the engine was closed point at (there should be none)."""
 
 
 @dataclass
@@ -322,7 +323,7 @@ class Campaign:
         self.log = log or (lambda line: None)
         self.runs: list[Run] = []
         self._dead = closed_port_url()
-        self.baseline_fds = open_fds()
+        self.baseline_fds = fd_targets()
 
     def run(self, count: int) -> Counter[str]:
         """Make ``count`` runs, every fault class in turn (a new seeded order each round)."""
@@ -354,7 +355,7 @@ class Campaign:
         started = time.monotonic()
         result = _call_async(llm, run) if method.startswith('a') else _call_sync(llm, run)
         run.seconds = time.monotonic() - started
-        run.fds_left = open_fds() - self.baseline_fds  # the engine is closed but still referenced here
+        run.fds_left = opened_since(self.baseline_fds)  # the engine is closed but still referenced here
         del llm
         run.outcome, run.detail = _judge(fault, run, expected, result)
         if run.outcome != 'correct':
@@ -567,7 +568,7 @@ def summary(runs: list[Run]) -> str:
     lines.append('methods: ' + ', '.join(f'{name} {methods[name]}' for name in SYNC_METHODS + ASYNC_METHODS))
     lines.append('engines: ' + ', '.join(f'{name} {engines[name]}' for name in ENGINES))
     lines.append(f'fault classes: {len({run.fault for run in runs})}')
-    leaking = [run for run in runs if run.fds_left > 0]
+    leaking = [run for run in runs if run.fds_left]
     lines.append(f'runs that left file descriptors open after close(): {len(leaking)}')
     return '\n'.join(lines)
 
@@ -578,7 +579,21 @@ def as_json(runs: list[Run]) -> list[dict[str, Any]]:
 
 def open_fds() -> int:
     """File descriptors this process holds."""
-    return len(os.listdir('/proc/self/fd'))
+    return len(fd_targets())
+
+
+def fd_targets() -> dict[int, str]:
+    """This process's file descriptors, each with what it points at (a file, ``socket:[inode]``, a pipe...)."""
+    targets = {}
+    for name in os.listdir('/proc/self/fd'):
+        with contextlib.suppress(OSError):  # the descriptor listdir itself used is gone by now
+            targets[int(name)] = os.readlink(f'/proc/self/fd/{name}')
+    return targets
+
+
+def opened_since(before: dict[int, str]) -> list[str]:
+    """What the file descriptors opened since ``before`` was taken point at."""
+    return [target for fd, target in sorted(fd_targets().items()) if before.get(fd) != target]
 
 
 async def concurrent_streams(url: str, count: int = 256, tokens: int = 50) -> tuple[int, float]:
@@ -593,3 +608,49 @@ async def concurrent_streams(url: str, count: int = 256, tokens: int = 50) -> tu
 
         results = await asyncio.gather(*(one() for _ in range(count)), return_exceptions=True)
         return sum(result is True for result in results), time.monotonic() - started
+
+
+@dataclass
+class CampaignReport:
+    """A whole campaign, as :func:`full_campaign` ran it."""
+
+    runs: list[Run]
+    fds_opened: list[str]
+    """File descriptors open after the campaign that were not before it (there should be none)."""
+    concurrent_exact: int
+    """How many of the concurrent async streams gave the exact answer."""
+    concurrent_count: int
+    concurrent_seconds: float
+    concurrent_fds_opened: list[str]
+    """File descriptors open after the concurrent streams that were not before them."""
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CampaignReport:
+        return cls(**{**data, 'runs': [Run(**run) for run in data['runs']]})
+
+
+def full_campaign(
+    runs: int, seed: int, *, streams: int = 256, log: Callable[[str], None] | None = None
+) -> CampaignReport:
+    """Start a chaos server, warm up, make ``runs`` seeded runs, then ``streams`` concurrent async streams.
+
+    The descriptor counts are only meaningful in a process that runs nothing else: a library that opens
+    descriptors from its own threads (gRPC, Ray) would move them. The CI test runs this in a child process.
+    """
+    with chaos_server() as server:
+        Campaign(server, seed=seed + 1).run(3)  # warm up: lazily created state exists before counting
+        gc.collect()
+        before = fd_targets()
+        campaign = Campaign(server, seed=seed, log=log)
+        campaign.run(runs)
+        gc.collect()
+        fds_opened = opened_since(before)
+        server.plan(tokens=[f' t{i}' for i in range(50)])
+        before_streams = fd_targets()
+        exact, seconds = asyncio.run(concurrent_streams(server.url, streams, 50))
+        gc.collect()
+        streams_opened = opened_since(before_streams)
+    return CampaignReport(campaign.runs, fds_opened, exact, streams, seconds, streams_opened)
