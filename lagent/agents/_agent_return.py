@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
 from lagent.agents.events import AgentEvent, thoughtful_results
+from lagent.llms.streaming import aclose_source, close_source
 from lagent.schema import AgentReturn, AgentStatusCode
 
 if TYPE_CHECKING:
@@ -36,9 +37,7 @@ def snapshots(agent: BaseAgent, events: Iterator[AgentEvent], run: _Run) -> Iter
             if snapshot is not None:
                 yield snapshot
     finally:
-        close = getattr(events, 'close', None)
-        if close is not None:
-            close()
+        close_source(events)
 
 
 async def asnapshots(agent: BaseAgent, events: AsyncIterator[AgentEvent], run: _Run) -> AsyncIterator[AgentReturn]:
@@ -50,9 +49,7 @@ async def asnapshots(agent: BaseAgent, events: AsyncIterator[AgentEvent], run: _
             if snapshot is not None:
                 yield snapshot
     finally:
-        close = getattr(events, 'aclose', None)
-        if close is not None:
-            await close()
+        await aclose_source(events)
 
 
 class _Snapshots:

@@ -62,6 +62,7 @@ from lagent.llms.streaming import (
     Stream,
     aclose_source,
     batches_of,
+    close_source,
 )
 from lagent.prompts import ChatTemplate, MetaTemplate, get_template, join_contents, normalize_messages
 from lagent.schema import Chunk, GenerationParams, Message, MessageLike, ModelStatusCode, Response
@@ -684,9 +685,7 @@ def _stop_reply(source: Iterator[Chunk], stop_words: Sequence[str]) -> Iterator[
         if tail is not None:
             yield tail
     finally:
-        close = getattr(source, 'close', None)
-        if close is not None:
-            close()
+        close_source(source)
 
 
 def _afilter_batches(source: AsyncIterator[list[Chunk]], stop_words: Sequence[str]) -> AsyncIterator[list[Chunk]]:
@@ -788,9 +787,7 @@ async def _batches_in_thread(factory: Callable[[], Iterator[T]]) -> AsyncIterato
                         break
                     handoff.send(item)
             finally:
-                close = getattr(iterator, 'close', None)
-                if close is not None:
-                    close()
+                close_source(iterator)
         except BaseException as exc:  # handed to the reader, raised there
             handoff.end(exc)
         else:

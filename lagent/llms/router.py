@@ -30,7 +30,7 @@ from typing import Any, Literal, Union
 
 from lagent.errors import EngineUnavailableError, LLMError, RateLimitError, RequestError
 from lagent.llms.base import BaseLLM, LLMRequest
-from lagent.llms.streaming import aclose_source
+from lagent.llms.streaming import aclose_source, close_source
 from lagent.schema import Chunk, GenerationParams, Response, ToolCallDelta
 
 __all__ = ['POLICIES', 'BackendStats', 'Router', 'models_endpoint_check']
@@ -285,11 +285,11 @@ class Router(BaseLLM):
                     if _has_content(chunk):
                         break
             except Exception as exc:
-                _close(source)
+                close_source(source)
                 attempt.failed_before_first_token(backend, exc, began)
                 continue
             except BaseException:
-                _close(source)
+                close_source(source)
                 attempt.abandoned(backend, began)
                 raise
             attempt.committed(backend, began)
@@ -305,7 +305,7 @@ class Router(BaseLLM):
             else:
                 attempt.finished(backend, began)
             finally:
-                _close(source)
+                close_source(source)
             return
 
     async def _async_failover(
@@ -587,12 +587,6 @@ def _is_backend_fault(exc: BaseException) -> bool:
     if isinstance(exc, RateLimitError):
         return True
     return isinstance(exc, LLMError) and not isinstance(exc, RequestError)
-
-
-def _close(source: Iterator[Chunk] | None) -> None:
-    close = getattr(source, 'close', None)
-    if close is not None:
-        close()
 
 
 # ---------------------------------------------------------------------- construction

@@ -21,6 +21,7 @@ __all__ = [
     'Utf8StreamDecoder',
     'aclose_source',
     'batches_of',
+    'close_source',
 ]
 
 T = TypeVar('T')
@@ -205,9 +206,7 @@ class Stream(Generic[T]):
         """Stop the stream and release its connection; safe to call twice."""
         if not self.closed:
             self.closed = True
-            close = getattr(self._source, 'close', None)
-            if close is not None:
-                close()
+            close_source(self._source)
 
     def __enter__(self) -> Stream[T]:
         return self
@@ -319,6 +318,13 @@ async def _one_per_list(source: AsyncIterator[T]) -> AsyncIterator[list[T]]:
             yield [item]
     finally:
         await aclose_source(source)
+
+
+def close_source(source: object) -> None:
+    """Close an iterator that can be closed (``close``, as generators can); others are left as they are."""
+    close = getattr(source, 'close', None)
+    if close is not None:
+        close()
 
 
 async def aclose_source(source: object) -> None:
