@@ -57,7 +57,7 @@ def main() -> int:
     print(f'{report.concurrent_count} concurrent async streams: {report.concurrent_exact} exact, '
           f'in {report.concurrent_seconds:.2f}s; descriptors left: {report.concurrent_fds_opened or "none"}')  # fmt: skip
     print(f'total time: {time.monotonic() - started:.0f}s (on a busy machine, timings vary)')
-    counts = Counter(run.outcome for run in report.runs)
+    counts = report.counts()
     failed = any(counts[name] for name in OUTCOMES if name not in ('correct', 'typed error'))
     leaking = any(run.fds_left for run in report.runs) or report.fds_opened or report.concurrent_fds_opened
     return 1 if failed or leaking or report.concurrent_exact != report.concurrent_count else 0

@@ -325,7 +325,7 @@ class Campaign:
         self._dead = closed_port_url()
         self.baseline_fds = fd_targets()
 
-    def run(self, count: int) -> Counter[str]:
+    def run(self, count: int) -> None:
         """Make ``count`` runs, every fault class in turn (a new seeded order each round)."""
         faults: list[Fault] = []
         for _ in range(count):
@@ -333,10 +333,6 @@ class Campaign:
                 faults = fault_classes()
                 self.rng.shuffle(faults)
             self.runs.append(self.one(len(self.runs), faults.pop()))
-        return self.counts()
-
-    def counts(self) -> Counter[str]:
-        return Counter(run.outcome for run in self.runs)
 
     def one(self, index: int, fault: Fault) -> Run:
         rng = self.rng
@@ -573,15 +569,6 @@ def summary(runs: list[Run]) -> str:
     return '\n'.join(lines)
 
 
-def as_json(runs: list[Run]) -> list[dict[str, Any]]:
-    return [asdict(run) for run in runs]
-
-
-def open_fds() -> int:
-    """File descriptors this process holds."""
-    return len(fd_targets())
-
-
 def fd_targets() -> dict[int, str]:
     """This process's file descriptors, each with what it points at (a file, ``socket:[inode]``, a pipe...)."""
     targets = {}
@@ -623,6 +610,10 @@ class CampaignReport:
     concurrent_seconds: float
     concurrent_fds_opened: list[str]
     """File descriptors open after the concurrent streams that were not before them."""
+
+    def counts(self) -> Counter[str]:
+        """How many runs had each outcome."""
+        return Counter(run.outcome for run in self.runs)
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
