@@ -23,7 +23,7 @@ __all__ = ['DaemonThreadPool', 'LoopHandoff', 'stream_threads']
 T = TypeVar('T')
 
 _IDLE_S = 60.0
-_END = object()
+_END: Any = object()
 _BATCH = 256  # items the reader takes before it lets the loop's other tasks run
 
 
@@ -106,13 +106,8 @@ class LoopHandoff(Generic[T]):
 
     def end(self, error: BaseException | None = None) -> None:
         """Say that no more items come; ``error``, if given, is what the source failed with."""
-        with self._lock:
-            self.error = error
-            self._items.append(_END)
-            wake = self._waiter
-            self._waiter = None
-        if wake is not None:
-            self._wake(wake)
+        self.error = error  # set before the end marker is visible: the reader reads it after the marker
+        self.send(_END)
 
     def _wake(self, waiter: asyncio.Future[None]) -> None:
         try:

@@ -68,7 +68,7 @@ class BatchReader(Generic[T]):
             self._done = True
             self._ready.set()
             await aclose_source(batches)
-            await aclose_source(source)
+            await aclose_source(source)  # closing lists never started does not reach their source
 
     async def take(self) -> list[T]:
         """Wait until something arrived and return it all; ``[]`` once the source is exhausted.
